@@ -1,0 +1,163 @@
+"""The Python API: execution sessions and the libraries they hold.
+
+A session owns one LLVM ORC JIT. A library is one isolated symbol namespace
+(a JITDylib) inside it: objects added to a library resolve their symbols in
+that library first and then against the process (libtvm_ffi, libstdc++,
+libc). Two libraries may define the same symbol; each sees its own.
+
+Two shapes of the same engine are offered:
+
+* the seed flow: ``create_session()``, ``session.create_library(name)``,
+  ``lib.add(path_or_bytes)`` (incremental), ``lib.get_function(name)``;
+* the shape of apache-tvm-ffi-orcjit: ``ExecutionSession()``,
+  ``default_session()`` and ``session.load_module(objects)``, which returns a
+  plain ``tvm_ffi.Module``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Union
+
+import tvm_ffi
+from tvm_ffi import Object, register_object
+
+from . import _ffi_api
+
+ObjectSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+"""An object file: a path, or the bytes of one."""
+
+
+@register_object("orcjit.ExecutionSession")
+class ExecutionSession(Object):
+    """An LLVM ORC JIT that holds isolated libraries.
+
+    Closing the session (``close()``, leaving a ``with`` block, or dropping
+    the last reference) closes every library still open in it: their static
+    destructors run, then their JIT memory is released. Sessions are safe to
+    use from several threads at once.
+    """
+
+    def __init__(self) -> None:
+        self.__init_handle_by_constructor__(_ffi_api.session_create)  # type: ignore[attr-defined]
+
+    def create_library(self, name: str | None = None) -> Library:
+        """Create an empty library; ``name`` defaults to a unique ``lib<N>``.
+
+        Names only label libraries in messages: two libraries may share one.
+        """
+        return _ffi_api.session_create_library(self, name or "")  # type: ignore[attr-defined]
+
+    def load_module(
+        self, objects: ObjectSource | Sequence[ObjectSource], name: str | None = None
+    ) -> tvm_ffi.Module:
+        """Link one or more objects into a fresh library and return it as a module.
+
+        ``objects`` is a path, the bytes of an object, or a list mixing both;
+        all of them are linked together, static constructors run, and the
+        module's attributes are the exports (``mod.test_add(1, 2)``). Link
+        errors (undefined or duplicate symbols) are raised here, not at the
+        first call.
+        """
+        if isinstance(objects, (str, os.PathLike, bytes, bytearray, memoryview)):
+            objects = [objects]
+        items = [_normalize(obj) for obj in objects]
+        return _ffi_api.session_load_module(self, items, name or "")  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close every open library, then the JIT. Idempotent."""
+        _ffi_api.session_close(self)  # type: ignore[attr-defined]
+
+    def __enter__(self) -> ExecutionSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@register_object("orcjit.Library")
+class Library(Object):
+    """An isolated library (JITDylib) of an execution session.
+
+    Objects are added incrementally with :meth:`add`; they are linked when a
+    function is first asked for, and static constructors of everything added
+    so far run before that function is returned. A function keeps its library
+    alive; :meth:`close` (or leaving a ``with`` block) releases it at once,
+    running static destructors exactly once.
+    """
+
+    @property
+    def name(self) -> str:
+        """The library's name, as given to ``create_library`` or generated."""
+        return _ffi_api.library_name(self)  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def jit_memory(self) -> int:
+        """Bytes of JIT memory (code and data pages) the library holds now."""
+        return _ffi_api.library_jit_memory(self)  # type: ignore[attr-defined, no-any-return]
+
+    def add(self, obj: ObjectSource) -> None:
+        """Add a relocatable object file, given as a path or as its bytes.
+
+        The object is checked before it is linked: a path that does not exist,
+        a file that is not an x86-64 ELF relocatable object, or a symbol that
+        the library already defines raise here and leave the library as it was.
+        """
+        item = _normalize(obj)
+        if isinstance(item, str):
+            _ffi_api.library_add_file(self, item)  # type: ignore[attr-defined]
+        else:
+            _ffi_api.library_add_bytes(self, item)  # type: ignore[attr-defined]
+
+    def get_function(self, name: str) -> tvm_ffi.Function:
+        """Return the TVM-FFI export ``name`` (the symbol ``__tvm_ffi_<name>``).
+
+        Links the objects added since the last call and runs their static
+        constructors first. Raises ``AttributeError`` naming the function and
+        the library when no object exports it.
+        """
+        return _ffi_api.library_get_function(self, name)  # type: ignore[attr-defined, no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.get_function(name)
+
+    def close(self) -> None:
+        """Run static destructors and release the JIT memory now. Idempotent."""
+        _ffi_api.library_close(self)  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def create_session() -> ExecutionSession:
+    """Create a new, independent execution session."""
+    return ExecutionSession()
+
+
+def default_session() -> ExecutionSession:
+    """Return the process-wide session, created on the first call.
+
+    Safe to call from many threads: all of them get the same session.
+    """
+    return _ffi_api.default_session()  # type: ignore[attr-defined, no-any-return]
+
+
+def llvm_version() -> str:
+    """The version of the LLVM that the native core was built with, e.g. ``"22.1.0"``."""
+    return _ffi_api.llvm_version()  # type: ignore[attr-defined, no-any-return]
+
+
+def _normalize(obj: ObjectSource) -> str | bytes:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    if isinstance(obj, (str, os.PathLike)):
+        return os.fspath(obj)
+    raise TypeError(
+        f"an object file is a path (str or os.PathLike) or its bytes, not {type(obj).__name__}"
+    )
