@@ -1,1 +1,324 @@
-"""pytest plugin (placeholder until the plugin lands)."""
+"""The pytest plugin: compile kernel sources once, give each test a fresh JIT library.
+
+Loaded through the ``pytest11`` entry point ``orcjit`` (``-p no:orcjit`` turns
+it off). Options and their precedence live in :mod:`pytest_orcjit.settings`,
+compiling and caching in :mod:`pytest_orcjit.compiler` and
+:mod:`pytest_orcjit.cache`, the fork boundary in :mod:`pytest_orcjit.isolation`.
+
+The run goes: configure (resolve settings; check the compiler if sources are
+configured) -> collection finish (compile every source the selected tests need,
+in parallel, thread pool shut down) -> per test, in the parent: create the
+session, then fork the test if its isolation is ``fork`` -> summary.
+
+Importing this module does not load the native core: ``pytest_orcjit.api`` is
+imported inside the hooks and fixtures that need the JIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+from . import settings
+from .cache import CacheWarning
+from .compiler import (
+    Builder,
+    Compiler,
+    CompilerNotFound,
+    Outcome,
+    Stats,
+    Unit,
+    find_cc,
+    find_cxx,
+    tvm_ffi_version,
+)
+from .settings import ItemSettings, SessionSettings
+
+if TYPE_CHECKING:
+    from .api import ExecutionSession, Library
+
+MSG_NO_COMPILER = (
+    "orcjit: cannot use the {kind} compiler {command!r} (from {origin}): {reason}; "
+    "choose one with {flag} (ini {ini})"
+)
+MSG_COMPILE_FAILED = "orcjit: {source} failed to compile:\n{diagnostics}"
+MSG_HEADER = "orcjit: {compiler}, LLVM {llvm}, tvm-ffi {tvm_ffi}, {sources} sources"
+MSG_HEADER_NO_COMPILER = "compiler chosen on first compile"
+MSG_SUMMARY = (
+    "orcjit: compiled {compiled}, reused {reused} from cache{failed}, "
+    "compile wall time {seconds:.2f}s"
+)
+MSG_NO_CORE = "unavailable ({error}: native core not loaded)"
+
+
+@dataclass
+class State:
+    """Per-run state of the plugin (``config.stash[STATE]``)."""
+
+    settings: SessionSettings
+    builder: Builder | None = None
+    outcomes: dict[Unit, Outcome] = field(default_factory=dict)
+    session: ExecutionSession | None = None
+    worker_stats: Stats = field(default_factory=Stats)
+
+
+STATE = pytest.StashKey[State]()
+ITEM = pytest.StashKey["ItemSettings | str"]()
+"""An item's resolved settings, or the message of its invalid marker."""
+
+
+# Hooks, in the order pytest calls them.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", settings.MARKER_HELP)
+    state = State(settings.session_settings(config))
+    config.stash[STATE] = state
+    if state.settings.configured:
+        builder(config)  # a bad compiler is a usage error before any test runs
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    state = config.stash[STATE]
+    compiler = MSG_HEADER_NO_COMPILER
+    if state.builder is not None:
+        compiler = f"{state.builder.cxx.command[0]} ({state.builder.cxx.version})"
+    try:
+        from .api import llvm_version
+
+        llvm = llvm_version()
+    except Exception as err:  # the header never fails a run; the fixtures will say why
+        llvm = MSG_NO_CORE.format(error=type(err).__name__)
+    return MSG_HEADER.format(
+        compiler=compiler, llvm=llvm, tvm_ffi=tvm_ffi_version(), sources=len(state.settings.sources)
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Compile, in parallel, every unit the selected tests need (not for --collect-only)."""
+    if session.config.option.collectonly:
+        return
+    units = [unit for item in session.items for unit in units_of(item)]
+    if units:
+        compile_units(session.config, units)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Run the item in a forked child when its isolation is ``fork``."""
+    resolved = item_settings(item)
+    if isinstance(resolved, str) or resolved.isolation != "fork":
+        return None  # in-process; an invalid marker fails in pytest_runtest_setup
+    fixtures = getattr(item, "fixturenames", ())
+    if "orcjit_objects" in fixtures:
+        compile_units(item.config, units_of(item))  # in the parent: children inherit outcomes
+    if "orcjit_session" in fixtures:
+        # Made once here so that every child inherits it; if it fails, the child's
+        # orcjit_session fixture raises the error again, as the test's error.
+        with contextlib.suppress(Exception):
+            jit_session(item.config)
+    from . import isolation
+
+    isolation.run_forked(item, nextitem, resolved.timeout)
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    resolved = item_settings(item)
+    if isinstance(resolved, str):
+        pytest.fail(resolved, pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    state = session.config.stash.get(STATE, None)
+    if workeroutput is not None and state is not None and state.builder is not None:
+        workeroutput["orcjit_stats"] = asdict(state.builder.stats)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: add a worker's compile counters to the controller's."""
+    stats = getattr(node, "workeroutput", {}).get("orcjit_stats")
+    if stats:
+        node.config.stash[STATE].worker_stats.add(Stats(**stats))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash[STATE]
+    stats = Stats()
+    stats.add(state.worker_stats)
+    if state.builder is not None:
+        stats.add(state.builder.stats)
+    if stats.compiled or stats.reused or stats.failed:
+        failed = f", {stats.failed} failed" if stats.failed else ""
+        terminalreporter.write_line(
+            MSG_SUMMARY.format(
+                compiled=stats.compiled, reused=stats.reused, failed=failed, seconds=stats.seconds
+            )
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.session is not None:
+        state.session.close()
+        state.session = None
+
+
+# Fixtures: thin wrappers over the public API and the Builder.
+
+
+@pytest.fixture(scope="session")
+def orcjit_session(pytestconfig: pytest.Config) -> ExecutionSession:
+    """The run's ExecutionSession (made in the pytest process, inherited by forked tests)."""
+    return jit_session(pytestconfig)
+
+
+@pytest.fixture
+def orcjit_objects(request: pytest.FixtureRequest) -> list[Path]:
+    """The compiled object paths of this test (its marker's sources, else --orcjit-sources)."""
+    item = request.node
+    outcomes = compile_units(item.config, units_of(item))
+    for unit, outcome in outcomes.items():
+        if outcome.error is not None:
+            source = _relative(unit.source, item.config.rootpath)
+            diagnostics = outcome.error.diagnostics
+            pytest.fail(
+                MSG_COMPILE_FAILED.format(source=source, diagnostics=diagnostics), pytrace=False
+            )
+    return [outcome.object for outcome in outcomes.values() if outcome.object is not None]
+
+
+@pytest.fixture
+def orcjit_lib(
+    orcjit_session: ExecutionSession, orcjit_objects: list[Path], request: pytest.FixtureRequest
+) -> Iterator[Library]:
+    """A fresh library holding this test's objects; closed at teardown."""
+    lib = orcjit_session.create_library(request.node.nodeid)
+    with lib:
+        for obj in orcjit_objects:
+            lib.add(obj)
+        yield lib
+
+
+@pytest.fixture
+def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
+    """``orcjit_compile(path_or_source_text, cflags=(), language="c++") -> object path``.
+
+    A string containing a newline is source text; anything else is a path,
+    relative to the test file's directory. Cached like every other compile;
+    raises ``pytest_orcjit.compiler.CompileError`` with the diagnostics.
+    """
+    config, base = request.config, request.node.path.parent
+
+    def compile_one(source: Any, cflags: Sequence[str] = (), language: str = "c++") -> Path:
+        flags = settings.split_flags(
+            settings.Picked(cflags, "orcjit_compile(cflags=...)"), "cflags"
+        )
+        if isinstance(source, str) and "\n" in source:
+            return builder(config).compile_text(source, flags, language)
+        path = base / source
+        if not path.is_file():
+            raise FileNotFoundError(f"orcjit_compile: no such source {path}")
+        return builder(config).compile(path, flags)
+
+    return compile_one
+
+
+# Settings of an item, the builder and the session, each made once on first use.
+
+
+def item_settings(item: pytest.Item) -> ItemSettings | str:
+    """The item's resolved settings (cached), or the message of its invalid marker."""
+    if ITEM not in item.stash:
+        try:
+            item.stash[ITEM] = settings.item_settings(item, item.config.stash[STATE].settings)
+        except ValueError as err:
+            item.stash[ITEM] = str(err)
+    return item.stash[ITEM]
+
+
+def units_of(item: pytest.Item) -> list[Unit]:
+    """The units an item's objects come from (none if it does not ask for objects)."""
+    resolved = item_settings(item)
+    if isinstance(resolved, str) or "orcjit_objects" not in getattr(item, "fixturenames", ()):
+        return []
+    return [Unit(source, resolved.flags) for source in resolved.sources]
+
+
+def compile_units(config: pytest.Config, units: Sequence[Unit]) -> dict[Unit, Outcome]:
+    """Outcomes of ``units``, compiling in parallel those not compiled yet in this run."""
+    state = config.stash[STATE]
+    missing = [unit for unit in units if unit not in state.outcomes]
+    if missing:
+        state.outcomes.update(builder(config).compile_many(missing, state.settings.jobs))
+    outcomes = {unit: state.outcomes[unit] for unit in units}
+    for outcome in outcomes.values():
+        for note in outcome.notes:
+            warnings.warn(note, CacheWarning, stacklevel=1)
+        outcome.notes.clear()
+    return outcomes
+
+
+def builder(config: pytest.Config) -> Builder:
+    """The run's Builder; an unusable compiler is a pytest.UsageError naming its option."""
+    state = config.stash[STATE]
+    if state.builder is None:
+        s = state.settings
+        cache_dir = _cache_dir(config)
+        cxx = _probe(s.cxx.value or find_cxx(), s.cxx.origin, "C++", "cxx", cache_dir)
+        cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.command[0]}"
+        cc_command = find_cc(shlex.join(cxx.command), s.cc.value)
+        cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
+        state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags)
+    return state.builder
+
+
+def jit_session(config: pytest.Config) -> ExecutionSession:
+    """The run's ExecutionSession, created on first use."""
+    state = config.stash[STATE]
+    if state.session is None:
+        from .api import create_session
+
+        state.session = create_session()
+    return state.session
+
+
+def _probe(command: str, origin: str, kind: str, name: str, cache_dir: Path) -> Compiler:
+    try:
+        return Compiler.probe(command, cache_dir)
+    except CompilerNotFound as err:
+        flag, ini = f"--orcjit-{name}", f"orcjit_{name}"
+        raise pytest.UsageError(
+            MSG_NO_COMPILER.format(
+                kind=kind, command=command, origin=origin, reason=err, flag=flag, ini=ini
+            )
+        ) from None
+
+
+def _cache_dir(config: pytest.Config) -> Path:
+    cache = getattr(config, "cache", None)
+    if cache is not None:  # cleared by --cache-clear along with the rest of the cache
+        return Path(cache.mkdir("orcjit"))
+    return Path(tempfile.mkdtemp(prefix="pytest-orcjit-"))  # -p no:cacheprovider
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)

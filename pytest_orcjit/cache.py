@@ -1,0 +1,183 @@
+"""The object cache: compiled objects keyed by everything that shaped them.
+
+An entry is found in two steps. The *manifest key* hashes what is known before
+compiling (the source's path, the flags, the compiler's identity and the
+tvm-ffi version); its manifest lists the files the last compile read (the
+source and every header, from the compiler's depfile). The *object key* hashes
+the manifest key with the current content of those files, so editing a header
+changes the object key of exactly the sources that include it, and reverting
+the edit finds the earlier object again.
+
+Writers take a per-entry ``fcntl.flock`` lock, build into a temporary name and
+``os.replace`` the result into place, so concurrent pytest processes never
+compile one entry twice at once nor read half an object. Every object has a
+sidecar with its size and sha256; a read that does not match is discarded with
+a note (the caller turns notes into warnings) and rebuilt.
+
+Nothing here knows about compilers or pytest: ``ObjectCache.get`` is given a
+``build`` callback that writes an object file and returns the files it read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+MSG_CORRUPT = "orcjit cache: discarded corrupt entry {path} ({reason}); rebuilding it"
+"""A note for a cached object whose size or sha256 differs from its sidecar."""
+
+Build = Callable[[Path], Sequence[Path]]
+"""Writes an object file to the given path; returns the files the compile read."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was unusable (truncated, foreign) and was rebuilt."""
+
+
+@dataclass
+class Entry:
+    """The result of a cache lookup: the object's path and how it was obtained."""
+
+    object: Path
+    reused: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(*parts: str) -> str:
+    """The hex sha256 of strings joined unambiguously."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class ObjectCache:
+    """A directory of compiled objects, safe to share between processes."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, inputs: Sequence[str], build: Build) -> Entry:
+        """Return the object for ``inputs``, building it with ``build`` if needed.
+
+        ``inputs`` are the strings known before compiling (source path, flags,
+        compiler identity, tool versions). Exceptions of ``build`` propagate and
+        leave the cache as it was.
+        """
+        manifest_key = sha256_text(*inputs)
+        found = self._lookup(manifest_key, notes=None)
+        if found is not None:
+            return Entry(found, reused=True)
+        with self._locked(manifest_key):
+            notes: list[str] = []
+            found = self._lookup(manifest_key, notes)
+            if found is not None:  # another process built it while we waited
+                return Entry(found, reused=True, notes=notes)
+            return Entry(self._build(manifest_key, build), reused=False, notes=notes)
+
+    def write_source(self, text: str, suffix: str) -> Path:
+        """Store source text under a name derived from its content; return the path."""
+        path = self.root / "sources" / f"{sha256_text(text)[:32]}{suffix}"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            self._write_atomic(path, text.encode())
+        return path
+
+    # Lookup and build, in the order ``get`` uses them.
+
+    def _lookup(self, manifest_key: str, notes: list[str] | None) -> Path | None:
+        """The verified object of the manifest's current inputs, else None.
+
+        Without ``notes`` (no lock held) a mismatch is only a miss: a writer may
+        be replacing the entry. With ``notes`` (lock held) it is corruption.
+        """
+        try:
+            deps = json.loads((self.root / f"{manifest_key}.manifest").read_text())["deps"]
+            object_key = _object_key(manifest_key, [Path(dep) for dep in deps])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no manifest yet, or a file it lists is gone
+        obj = self.root / f"{object_key}.o"
+        reason = _verify(obj)
+        if reason is None:
+            return obj
+        if notes is not None and reason != "missing":
+            notes.append(MSG_CORRUPT.format(path=obj, reason=reason))
+        return None
+
+    def _build(self, manifest_key: str, build: Build) -> Path:
+        scratch = self.root / "tmp"
+        scratch.mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            tmp_obj = Path(tmp) / "out.o"
+            deps = list(build(tmp_obj))
+            object_key = _object_key(manifest_key, deps)
+            obj = self.root / f"{object_key}.o"
+            sidecar = {"size": tmp_obj.stat().st_size, "sha256": sha256_file(tmp_obj)}
+            os.replace(tmp_obj, obj)
+        self._write_atomic(_sidecar(obj), json.dumps(sidecar).encode())
+        manifest = {"deps": [str(dep) for dep in deps]}
+        self._write_atomic(self.root / f"{manifest_key}.manifest", json.dumps(manifest).encode())
+        return obj
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        with open(self.root / f"{key}.lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _object_key(manifest_key: str, deps: Sequence[Path]) -> str:
+    """Hash the manifest key with the path and current content of every dependency."""
+    parts = [manifest_key]
+    for dep in deps:
+        parts += [str(dep), sha256_file(dep)]
+    return sha256_text(*parts)
+
+
+def _sidecar(obj: Path) -> Path:
+    return obj.with_suffix(".json")
+
+
+def _verify(obj: Path) -> str | None:
+    """None when ``obj`` matches its sidecar, else why not ("missing" if absent)."""
+    try:
+        expected = json.loads(_sidecar(obj).read_text())
+        size = obj.stat().st_size
+    except FileNotFoundError:
+        return "no sidecar" if obj.exists() else "missing"
+    except (OSError, ValueError) as err:
+        return f"unreadable sidecar: {err}"
+    if not isinstance(expected, dict) or size != expected.get("size"):
+        return f"size {size} does not match the sidecar"
+    if sha256_file(obj) != expected.get("sha256"):
+        return "sha256 does not match the sidecar"
+    return None
