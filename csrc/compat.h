@@ -1,0 +1,61 @@
+// Every difference between the LLVM versions pytest-orcjit builds against (18 and newer) lives in
+// this header, so that the rest of the native core reads as if there were one LLVM. Add a shim here
+// rather than an #if elsewhere.
+#ifndef PYTEST_ORCJIT_COMPAT_H_
+#define PYTEST_ORCJIT_COMPAT_H_
+
+#include <llvm/Config/llvm-config.h>
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
+
+#include <memory>
+#include <string>
+
+#if LLVM_VERSION_MAJOR >= 20
+#include <llvm/ExecutionEngine/Orc/EHFrameRegistrationPlugin.h>
+#else
+#include <llvm/ExecutionEngine/JITLink/EHFrameSupport.h>
+#endif
+
+namespace orcjit {
+namespace compat {
+
+/// The factory LLJITBuilder takes for its object linking layer; it gained a Triple parameter in
+/// LLVM 18 and lost it again in LLVM 20.
+template <typename Factory>
+auto objectLinkingLayerCreator(Factory factory) {
+#if LLVM_VERSION_MAJOR >= 20
+  return [factory](llvm::orc::ExecutionSession& es) { return factory(es); };
+#else
+  return [factory](llvm::orc::ExecutionSession& es, const llvm::Triple&) { return factory(es); };
+#endif
+}
+
+/// A plugin that registers each linked graph's .eh_frame with the process unwinder, so that C++
+/// exceptions thrown in JIT code unwind through JIT frames.
+inline llvm::Expected<std::unique_ptr<llvm::orc::ObjectLinkingLayer::Plugin>> createEHFramePlugin(
+    llvm::orc::ExecutionSession& es) {
+#if LLVM_VERSION_MAJOR >= 20
+  auto plugin = llvm::orc::EHFrameRegistrationPlugin::Create(es);
+  if (!plugin) return plugin.takeError();
+  return std::unique_ptr<llvm::orc::ObjectLinkingLayer::Plugin>(std::move(*plugin));
+#else
+  return std::make_unique<llvm::orc::EHFrameRegistrationPlugin>(
+      es, std::make_unique<llvm::jitlink::InProcessEHFrameRegistrar>());
+#endif
+}
+
+/// A LinkGraph symbol's name as a string; LLVM 20 turned names into pooled SymbolStringPtrs.
+inline std::string symbolName(const llvm::jitlink::Symbol& sym) {
+#if LLVM_VERSION_MAJOR >= 20
+  return sym.hasName() ? std::string(*sym.getName()) : std::string();
+#else
+  return sym.getName().str();
+#endif
+}
+
+}  // namespace compat
+}  // namespace orcjit
+
+#endif  // PYTEST_ORCJIT_COMPAT_H_

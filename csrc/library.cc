@@ -1,0 +1,352 @@
+// Libraries: adding objects, linking, running initializers, handing out functions, closing; and
+// the tvm_ffi.Module view used by load_module. See library.h.
+#include "library.h"
+
+#include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>
+#include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
+#include <llvm/Support/Errc.h>
+#include <tvm/ffi/c_api.h>
+#include <tvm/ffi/error.h>
+
+#include <sstream>
+#include <utility>
+
+#include "object_check.h"
+
+namespace orcjit {
+
+namespace {
+
+using llvm::orc::ExecutorAddr;
+using llvm::orc::ExecutorSymbolDef;
+
+constexpr const char* kExportPrefix = "__tvm_ffi_";
+
+/// What a handed-out function calls through: it checks that the library is still open, so that a
+/// call after close() raises instead of jumping into unmapped memory.
+struct FunctionHandle {
+  LibraryObj* library;  // one reference held
+  TVMFFISafeCallType call;
+  std::string name;
+};
+
+int CallFunction(void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {
+  auto* handle = static_cast<FunctionHandle*>(self);
+  if (handle->library->closed()) {
+    std::string message = "function '" + handle->name + "' of library '" +
+                          handle->library->name() +
+                          "' was called after the library was closed; keep the library open "
+                          "while its functions are in use";
+    TVMFFIErrorSetRaisedFromCStr("RuntimeError", message.c_str());
+    return -1;
+  }
+  return handle->call(nullptr, args, num_args, result);
+}
+
+void DeleteFunctionHandle(void* self) {
+  auto* handle = static_cast<FunctionHandle*>(self);
+  TVMFFIObjectDecRef(handle->library);
+  delete handle;
+}
+
+/// "the TVM-FFI export 'f'" for `__tvm_ffi_f`, "symbol 's'" otherwise.
+std::string DescribeSymbol(llvm::StringRef symbol) {
+  if (symbol.consume_front(kExportPrefix)) return "the TVM-FFI export '" + symbol.str() + "'";
+  return "symbol '" + symbol.str() + "'";
+}
+
+/// Turns a failed link into one message: ORC returns "failed to materialize" and reports the
+/// reason separately (TakeReportedErrors).
+std::string DescribeLinkFailure(llvm::Error err) {
+  std::vector<std::string> reasons = TakeReportedErrors();
+  std::string returned;
+  llvm::handleAllErrors(
+      std::move(err), [&](const llvm::orc::FailedToMaterialize&) {},
+      [&](const llvm::orc::SymbolsNotFound& missing) {
+        for (const auto& symbol : missing.getSymbols()) {
+          reasons.push_back("undefined symbol '" + (*symbol).str() + "'");
+        }
+      },
+      [&](const llvm::ErrorInfoBase& other) { returned = other.message(); });
+  std::ostringstream os;
+  const char* separator = "";
+  for (const std::string& reason : reasons) {
+    os << separator << reason;
+    separator = "; ";
+  }
+  if (reasons.empty()) os << returned;
+  return os.str();
+}
+
+std::string Hint(const std::string& reason) {
+  if (reason.find("Symbols not found") != std::string::npos ||
+      reason.find("undefined symbol") != std::string::npos) {
+    return ": no object in the library defines it and the process does not export it; add the "
+           "object that defines it to the library";
+  }
+  if (reason.find("out of range") != std::string::npos) {
+    return ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+  }
+  return "";
+}
+
+}  // namespace
+
+LibraryObj::LibraryObj(Session session, std::string name)
+    : session_(std::move(session)), name_(std::move(name)) {
+  SessionObj* session_obj = session_.get();
+  uint64_t id = session_obj->NextLibraryId();
+  if (name_.empty()) name_ = "lib" + std::to_string(id);
+  llvm::orc::LLJIT& jit = session_obj->jit();
+  auto arena = Arena::Reserve();
+  if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
+  arena_ = std::move(*arena);
+  runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
+  // JITDylib names must be unique in a session; library names need not be.
+  auto dylib = jit.createJITDylib(name_ + "#" + std::to_string(id));
+  if (!dylib) TVM_FFI_THROW(RuntimeError) << llvm::toString(dylib.takeError());
+  dylib_ = &*dylib;
+  // Each library has its own __dso_handle, and its __cxa_atexit registrations run when it closes.
+  auto& es = jit.getExecutionSession();
+  llvm::orc::SymbolMap interposed;
+  interposed[es.intern("__dso_handle")] =
+      ExecutorSymbolDef(ExecutorAddr::fromPtr(arena_->dso_handle()), llvm::JITSymbolFlags::Exported);
+  interposed[es.intern("__cxa_atexit")] = ExecutorSymbolDef(
+      ExecutorAddr::fromPtr(&OrcjitCxaAtExit),
+      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable);
+  if (auto err = dylib_->define(llvm::orc::absoluteSymbols(std::move(interposed)))) {
+    TVM_FFI_THROW(RuntimeError) << llvm::toString(std::move(err));
+  }
+  session_obj->memory().RegisterArena(dylib_, arena_.get());
+  session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
+  session_obj->Attach(this);
+}
+
+LibraryObj::~LibraryObj() { Close(); }
+
+void LibraryObj::CheckOpen() const {
+  if (closed()) {
+    TVM_FFI_THROW(RuntimeError) << "library '" << name_
+                                << "' is closed; create a new library to load objects again";
+  }
+}
+
+void LibraryObj::AddFile(const std::string& path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer) {
+    std::error_code ec = buffer.getError();
+    if (ec == llvm::errc::no_such_file_or_directory) {
+      TVM_FFI_THROW(FileNotFoundError)
+          << "object file '" << path << "' does not exist; check the path (relative paths are "
+          << "relative to the current directory)";
+    }
+    if (ec == llvm::errc::is_a_directory) {
+      TVM_FFI_THROW(ValueError) << "'" << path << "' is a directory, not an object file; pass "
+                                << "the path of a .o file";
+    }
+    TVM_FFI_THROW(ValueError) << "cannot read object file '" << path << "': " << ec.message();
+  }
+  AddBuffer(std::move(*buffer), path);
+}
+
+void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
+  AddBuffer(llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()),
+                                                 "<bytes>"),
+            "<bytes>");
+}
+
+void LibraryObj::AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
+                           const std::string& display_name) {
+  if (auto err = checkObject(buffer->getMemBufferRef(), display_name)) {
+    TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckOpen();
+  auto& es = session_->jit().getExecutionSession();
+  auto interface = llvm::orc::getObjectFileInterface(es, buffer->getMemBufferRef());
+  if (!interface) {
+    TVM_FFI_THROW(ValueError) << "'" << display_name << "' is not a valid object file: "
+                              << llvm::toString(interface.takeError());
+  }
+  // Initializer symbols are named after the buffer; give each object its own so that one file
+  // may be added to several libraries, and two in-memory objects to one.
+  if (interface->InitSymbol) {
+    interface->SymbolFlags.erase(interface->InitSymbol);
+    interface->InitSymbol = es.intern("$.orcjit.init." + name_ + "." + std::to_string(next_object_));
+    interface->SymbolFlags[interface->InitSymbol] =
+        llvm::JITSymbolFlags::MaterializationSideEffectsOnly;
+  }
+  ++next_object_;
+  for (const auto& [symbol, flags] : interface->SymbolFlags) {
+    if (!flags.isStrong() || flags.hasMaterializationSideEffectsOnly()) continue;
+    if (defined_.contains(*symbol)) {
+      TVM_FFI_THROW(ValueError)
+          << "duplicate symbol: '" << display_name << "' defines " << DescribeSymbol(*symbol)
+          << ", which library '" << name_ << "' already has; put the object in another library "
+          << "or rename the symbol";
+    }
+  }
+  llvm::orc::SymbolLookupSet symbols;
+  for (const auto& [symbol, flags] : interface->SymbolFlags) {
+    symbols.add(symbol, flags.hasMaterializationSideEffectsOnly() || flags.isWeak()
+                            ? llvm::orc::SymbolLookupFlags::WeaklyReferencedSymbol
+                            : llvm::orc::SymbolLookupFlags::RequiredSymbol);
+  }
+  auto& layer = session_->jit().getObjLinkingLayer();
+  if (auto err = layer.add(*dylib_, std::move(buffer), std::move(*interface))) {
+    TVM_FFI_THROW(ValueError) << "cannot add '" << display_name << "' to library '" << name_
+                              << "': " << llvm::toString(std::move(err));
+  }
+  for (const auto& [symbol, flags] : symbols) {
+    defined_.insert(*symbol);
+    pending_.add(symbol, flags);
+  }
+  objects_.push_back(display_name);
+}
+
+void LibraryObj::Link() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckOpen();
+  if (pending_.empty()) return;
+  llvm::orc::SymbolLookupSet symbols;
+  std::swap(symbols, pending_);
+  auto& es = session_->jit().getExecutionSession();
+  TakeReportedErrors();
+  auto linked = es.lookup(
+      llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
+      std::move(symbols));
+  if (!linked) {
+    std::string reason = DescribeLinkFailure(linked.takeError());
+    TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
+                                << Hint(reason);
+  }
+  runtime_->RunPendingInitializers();
+}
+
+void* LibraryObj::LookupLinked(const std::string& symbol) {
+  if (!defined_.contains(symbol)) return nullptr;
+  auto& es = session_->jit().getExecutionSession();
+  auto found = es.lookup(
+      llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
+      es.intern(symbol));
+  if (!found) {
+    std::string reason = DescribeLinkFailure(found.takeError());
+    TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
+                                << Hint(reason);
+  }
+  return found->getAddress().toPtr<void*>();
+}
+
+void* LibraryObj::FindSymbol(const std::string& symbol) {
+  Link();
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckOpen();
+  return LookupLinked(symbol);
+}
+
+std::optional<tvm::ffi::Function> LibraryObj::FindFunction(const std::string& name) {
+  Link();
+  void* address;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    CheckOpen();
+    auto cached = functions_.find(name);
+    if (cached != functions_.end()) {
+      address = cached->second;
+    } else {
+      address = LookupLinked(kExportPrefix + name);
+      if (address == nullptr) return std::nullopt;
+      functions_[name] = address;
+    }
+  }
+  TVMFFIObjectIncRef(this);
+  auto* handle =
+      new FunctionHandle{this, reinterpret_cast<TVMFFISafeCallType>(address), name};
+  return tvm::ffi::Function::FromExternC(handle, CallFunction, DeleteFunctionHandle);
+}
+
+tvm::ffi::Function LibraryObj::GetFunction(const std::string& name) {
+  if (auto function = FindFunction(name)) return *function;
+  std::ostringstream objects;
+  const char* separator = "";
+  for (const std::string& object : objects_) {
+    objects << separator << object;
+    separator = ", ";
+  }
+  TVM_FFI_THROW(AttributeError) << "library '" << name_ << "' has no function '" << name
+                                << "': none of its objects (" << (objects_.empty() ? "none" : "")
+                                << objects.str() << ") defines the symbol '" << kExportPrefix
+                                << name << "'; export it with TVM_FFI_DLL_EXPORT_TYPED_FUNC("
+                                << name << ", ...) or check the spelling";
+  TVM_FFI_UNREACHABLE();
+}
+
+void LibraryObj::Close() {
+  session_->Detach(this);
+  CloseDetached();
+}
+
+void LibraryObj::CloseDetached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+  runtime_->RunFinalizers();
+  SessionObj* session = session_.get();
+  llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
+  llvm::consumeError(std::move(removed));
+  TakeReportedErrors();
+  session->memory().UnregisterArena(dylib_);
+  session->init_fini().UnregisterLibrary(dylib_);
+  dylib_ = nullptr;
+  runtime_.reset();
+  arena_.reset();
+  functions_.clear();
+}
+
+namespace {
+
+/// The tvm_ffi.Module view of a library, as load_module returns it.
+class ModuleObj final : public tvm::ffi::ModuleObj {
+ public:
+  explicit ModuleObj(Library library) : library_(std::move(library)) {}
+  const char* kind() const final { return "orcjit"; }
+  int GetPropertyMask() const final { return tvm::ffi::Module::kRunnable; }
+  tvm::ffi::Optional<tvm::ffi::Function> GetFunction(const tvm::ffi::String& name) final {
+    if (auto function = library_->FindFunction(name)) return *function;
+    return std::nullopt;
+  }
+
+ private:
+  Library library_;
+};
+
+}  // namespace
+
+tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any>& objects,
+                            std::string name) {
+  Library library(tvm::ffi::make_object<LibraryObj>(std::move(session), std::move(name)));
+  for (const tvm::ffi::Any& object : objects) {
+    int32_t type = object.type_index();
+    if (type == tvm::ffi::TypeIndex::kTVMFFIStr || type == tvm::ffi::TypeIndex::kTVMFFISmallStr) {
+      library->AddFile(std::string(object.cast<tvm::ffi::String>()));
+    } else if (type == tvm::ffi::TypeIndex::kTVMFFIBytes ||
+               type == tvm::ffi::TypeIndex::kTVMFFISmallBytes) {
+      library->AddBytes(object.cast<tvm::ffi::Bytes>());
+    } else {
+      TVM_FFI_THROW(TypeError) << "load_module takes paths and bytes of object files, not "
+                               << object.GetTypeKey();
+    }
+  }
+  library->Link();
+  tvm::ffi::Module module(tvm::ffi::make_object<ModuleObj>(library));
+  // Like tvm_ffi.load_module: point the library's context symbols at what the runtime registered.
+  if (void** context = static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
+    *context = module.operator->();
+  }
+  tvm::ffi::Module::VisitContextSymbols([&](tvm::ffi::String symbol, void* value) {
+    if (void** slot = static_cast<void**>(library->FindSymbol(std::string(symbol)))) *slot = value;
+  });
+  return module;
+}
+
+}  // namespace orcjit

@@ -1,0 +1,107 @@
+// A library: one isolated symbol namespace (a JITDylib) of a session, its arena of JIT memory and
+// its static initialization state, plus the tvm_ffi.Module view that load_module returns.
+//
+// Objects are added incrementally. Adding checks the object (object_check.h) and defines its
+// symbols in the library, which is where duplicate symbols are caught; it does not link. The
+// first function asked for after an add links every object added so far (so objects may refer
+// to each other whatever order they were added in), runs their static constructors, and only then
+// returns the function. Closing runs static destructors once, removes the JITDylib and unmaps the
+// arena. Functions handed out keep the library object alive; calling one after an explicit
+// close() raises instead of jumping into unmapped memory.
+#ifndef PYTEST_ORCJIT_LIBRARY_H_
+#define PYTEST_ORCJIT_LIBRARY_H_
+
+#include <llvm/ADT/StringMap.h>
+#include <llvm/ADT/StringSet.h>
+#include <llvm/ExecutionEngine/Orc/Core.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "init_fini.h"
+#include "memory.h"
+#include "session.h"
+
+namespace orcjit {
+
+class LibraryObj : public tvm::ffi::Object {
+ public:
+  static constexpr bool _type_mutable = true;
+  TVM_FFI_DECLARE_OBJECT_INFO_FINAL("orcjit.Library", LibraryObj, tvm::ffi::Object);
+
+  /// Creates an empty library in `session`; an empty `name` becomes "lib<N>".
+  LibraryObj(Session session, std::string name);
+  ~LibraryObj();
+
+  const std::string& name() const { return name_; }
+  size_t jit_memory() const { return arena_ ? arena_->used_bytes() : 0; }
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+
+  /// Adds the object file at `path`. Throws FileNotFoundError, or ValueError for anything that is
+  /// not an x86-64 ELF relocatable object and for symbols the library already defines.
+  void AddFile(const std::string& path);
+  /// Adds an object file held in memory (copied).
+  void AddBytes(const tvm::ffi::Bytes& bytes);
+
+  /// Links the objects added since the last link and runs their static constructors. Throws
+  /// RuntimeError naming undefined symbols and other link failures.
+  void Link();
+
+  /// The export `name` (symbol `__tvm_ffi_<name>`), after Link(); AttributeError if none.
+  tvm::ffi::Function GetFunction(const std::string& name);
+  /// The same, or nothing when no object exports `name`.
+  std::optional<tvm::ffi::Function> FindFunction(const std::string& name);
+  /// The address of a symbol the library defines, or nullptr (after Link()).
+  void* FindSymbol(const std::string& symbol);
+
+  /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent.
+  void Close();
+
+ private:
+  friend class SessionObj;
+  /// Close() without detaching from the session (the session is closing and holds its lock).
+  void CloseDetached();
+  void AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer, const std::string& display_name);
+  void CheckOpen() const;
+  void* LookupLinked(const std::string& symbol);
+
+  Session session_;
+  std::string name_;
+  llvm::orc::JITDylib* dylib_ = nullptr;
+  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<Runtime> runtime_;
+  std::mutex mutex_;
+  std::atomic<bool> closed_{false};
+  /// Symbols of objects added but not linked yet.
+  llvm::orc::SymbolLookupSet pending_;
+  /// Every symbol the library's objects define, and where each object came from.
+  llvm::StringSet<> defined_;
+  std::vector<std::string> objects_;
+  uint64_t next_object_ = 0;
+  /// Functions resolved so far, by export name.
+  llvm::StringMap<void*> functions_;
+};
+
+class Library : public tvm::ffi::ObjectRef {
+ public:
+  explicit Library(tvm::ffi::ObjectPtr<LibraryObj> library) : ObjectRef(std::move(library)) {}
+  TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(Library, tvm::ffi::ObjectRef, LibraryObj);
+};
+
+/// Creates a library from `objects` (each a path String or Bytes), links it, wires tvm-ffi's
+/// context symbols, and returns it as a tvm_ffi.Module whose functions are the exports.
+tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any>& objects,
+                            std::string name);
+
+}  // namespace orcjit
+
+#endif  // PYTEST_ORCJIT_LIBRARY_H_

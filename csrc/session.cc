@@ -1,0 +1,172 @@
+// The execution session: the LLJIT configuration, process symbol resolution, and the session's
+// library bookkeeping. See session.h.
+#include "session.h"
+
+#include <dlfcn.h>
+#include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>
+#include <llvm/ExecutionEngine/Orc/IRCompileLayer.h>
+#include <llvm/Support/Error.h>
+#include <llvm/TargetParser/Host.h>
+#include <tvm/ffi/c_api.h>
+#include <tvm/ffi/error.h>
+#include <unwind.h>
+
+#include <cxxabi.h>
+#include <vector>
+
+#include "compat.h"
+#include "library.h"
+
+namespace orcjit {
+
+namespace {
+
+using llvm::orc::ExecutorAddr;
+using llvm::orc::ExecutorSymbolDef;
+using llvm::orc::JITDylib;
+
+thread_local std::vector<std::string> reported_errors;
+
+/// Resolves names against the shared libraries of the process. Python loads extension modules
+/// RTLD_LOCAL, so libtvm_ffi and libstdc++ may be invisible to dlsym(RTLD_DEFAULT): search them by
+/// handle too. Answers are defined in the process-symbols JITDylib, which makes them a cache.
+class ProcessSymbolGenerator final : public llvm::orc::DefinitionGenerator {
+ public:
+  ProcessSymbolGenerator() {
+    handles_.push_back(RTLD_DEFAULT);
+    const void* anchors[] = {reinterpret_cast<const void*>(&TVMFFIFunctionCall),
+                             reinterpret_cast<const void*>(&__cxxabiv1::__cxa_begin_catch),
+                             reinterpret_cast<const void*>(&_Unwind_Resume)};
+    for (const void* anchor : anchors) {
+      Dl_info info;
+      if (dladdr(anchor, &info) == 0 || info.dli_fname == nullptr) continue;
+      if (void* handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) handles_.push_back(handle);
+    }
+  }
+
+  llvm::Error tryToGenerate(llvm::orc::LookupState&, llvm::orc::LookupKind, JITDylib& dylib,
+                            llvm::orc::JITDylibLookupFlags,
+                            const llvm::orc::SymbolLookupSet& symbols) override {
+    llvm::orc::SymbolMap found;
+    for (const auto& [name, flags] : symbols) {
+      // Pooled symbol names are NUL-terminated.
+      for (void* handle : handles_) {
+        if (void* addr = dlsym(handle, (*name).data())) {
+          found[name] = ExecutorSymbolDef(ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported);
+          break;
+        }
+      }
+    }
+    if (found.empty()) return llvm::Error::success();
+    return dylib.define(llvm::orc::absoluteSymbols(std::move(found)));
+  }
+
+ private:
+  std::vector<void*> handles_;
+};
+
+/// Stands in for LLJIT's IR compiler: pytest-orcjit links objects only, and leaving the code
+/// generator out keeps the native core small and its load fast.
+class NoIRCompiler final : public llvm::orc::IRCompileLayer::IRCompiler {
+ public:
+  NoIRCompiler() : IRCompiler(llvm::orc::IRSymbolMapper::ManglingOptions()) {}
+  llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> operator()(llvm::Module&) override {
+    return llvm::createStringError(std::make_error_code(std::errc::not_supported),
+                                   "pytest-orcjit links object files; it does not compile IR");
+  }
+};
+
+}  // namespace
+
+std::vector<std::string> TakeReportedErrors() {
+  std::vector<std::string> errors;
+  errors.swap(reported_errors);
+  return errors;
+}
+
+std::string LLVMVersion() { return LLVM_VERSION_STRING; }
+
+SessionObj::SessionObj() {
+  llvm::Triple triple(llvm::sys::getProcessTriple());
+  auto jit =
+      llvm::orc::LLJITBuilder()
+          .setJITTargetMachineBuilder(llvm::orc::JITTargetMachineBuilder(triple))
+          // x86-64 System V ELF; set here so that LLJIT needs no target backend to compute it.
+          .setDataLayout(llvm::DataLayout(
+              "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-i128:128-f80:128-n8:16:32:64-S128"))
+          .setCompileFunctionCreator([](llvm::orc::JITTargetMachineBuilder)
+                                         -> llvm::Expected<
+                                             std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
+            return std::make_unique<NoIRCompiler>();
+          })
+          .setObjectLinkingLayerCreator(compat::objectLinkingLayerCreator(
+              [this](llvm::orc::ExecutionSession& es)
+                  -> llvm::Expected<std::unique_ptr<llvm::orc::ObjectLayer>> {
+                auto memory = std::make_unique<ArenaMemoryManager>();
+                memory_ = memory.get();
+                auto layer =
+                    std::make_unique<llvm::orc::ObjectLinkingLayer>(es, std::move(memory));
+                auto eh_frames = compat::createEHFramePlugin(es);
+                if (!eh_frames) return eh_frames.takeError();
+                layer->addPlugin(std::move(*eh_frames));
+                auto init_fini = std::make_unique<InitFiniPlugin>();
+                init_fini_ = init_fini.get();
+                layer->addPlugin(std::move(init_fini));
+                return std::move(layer);
+              }))
+          .setProcessSymbolsJITDylibSetup(
+              [](llvm::orc::LLJIT& j) -> llvm::Expected<llvm::orc::JITDylibSP> {
+                auto& dylib = j.getExecutionSession().createBareJITDylib("<process>");
+                dylib.addGenerator(std::make_unique<ProcessSymbolGenerator>());
+                return &dylib;
+              })
+          .setPlatformSetUp(llvm::orc::setUpInactivePlatform)
+          .create();
+  if (!jit) {
+    TVM_FFI_THROW(RuntimeError) << "cannot create the LLVM ORC JIT for " << triple.str() << ": "
+                                << llvm::toString(jit.takeError());
+  }
+  jit_ = std::move(*jit);
+  jit_->getExecutionSession().setErrorReporter(
+      [](llvm::Error err) { reported_errors.push_back(llvm::toString(std::move(err))); });
+  process_symbols_ = jit_->getProcessSymbolsJITDylib().get();
+}
+
+SessionObj::~SessionObj() { Close(); }
+
+llvm::orc::LLJIT& SessionObj::jit() {
+  if (!jit_) {
+    TVM_FFI_THROW(RuntimeError) << "the execution session is closed; create a new one with "
+                                   "pytest_orcjit.create_session()";
+  }
+  return *jit_;
+}
+
+void SessionObj::Attach(LibraryObj* library) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  libraries_.insert(library);
+}
+
+void SessionObj::Detach(LibraryObj* library) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  libraries_.erase(library);
+}
+
+void SessionObj::Close() {
+  std::vector<LibraryObj*> open;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return;
+    closed_ = true;
+    open.assign(libraries_.begin(), libraries_.end());
+  }
+  // A library detaches itself when it closes; libraries still referenced from Python stay valid
+  // objects that report being closed.
+  for (LibraryObj* library : open) library->Close();
+  if (jit_) {
+    if (auto err = jit_->getExecutionSession().endSession()) llvm::consumeError(std::move(err));
+    jit_.reset();
+  }
+}
+
+}  // namespace orcjit

@@ -1,0 +1,86 @@
+// The execution session: one LLJIT, configured once, that holds the session's libraries.
+//
+// The JIT is built through LLJITBuilder with three choices that matter:
+//   * no platform (setUpInactivePlatform): LLJIT's default generic platform compiles an IR module
+//     per library to run initializers, the largest cost of a default load; init_fini.h does that
+//     job from the linked sections instead, with no code generation on the load path;
+//   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
+//     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames) and the
+//     initializer plugin;
+//   * a process-symbols JITDylib whose generator resolves names against the libraries the process
+//     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL,
+//     and remembers every answer, so each name costs one dlsym per session.
+// No compile threads are created: the session is safe to use in a process that forks afterwards.
+#ifndef PYTEST_ORCJIT_SESSION_H_
+#define PYTEST_ORCJIT_SESSION_H_
+
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <tvm/ffi/object.h>
+#include <tvm/ffi/string.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+
+#include "init_fini.h"
+#include "memory.h"
+
+namespace orcjit {
+
+class LibraryObj;
+class Library;
+
+class SessionObj : public tvm::ffi::Object {
+ public:
+  static constexpr bool _type_mutable = true;
+  TVM_FFI_DECLARE_OBJECT_INFO_FINAL("orcjit.ExecutionSession", SessionObj, tvm::ffi::Object);
+
+  /// Builds the JIT; throws RuntimeError when LLVM cannot target the host.
+  SessionObj();
+  ~SessionObj();
+
+  /// Closes every library that is still open (their destructors run), then the JIT. Later calls
+  /// do nothing; creating a library in a closed session is an error.
+  void Close();
+
+  /// The JIT, or a RuntimeError naming the closed session. Callers hold `mutex()` shared while
+  /// they use it (see LibraryObj), so that Close cannot pull it away mid-operation.
+  llvm::orc::LLJIT& jit();
+  ArenaMemoryManager& memory() { return *memory_; }
+  InitFiniPlugin& init_fini() { return *init_fini_; }
+  llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
+
+  /// Library bookkeeping, used by LibraryObj: open libraries are closed by Close().
+  void Attach(LibraryObj* library);
+  void Detach(LibraryObj* library);
+  uint64_t NextLibraryId() { return next_library_id_.fetch_add(1); }
+
+ private:
+  std::unique_ptr<llvm::orc::LLJIT> jit_;
+  ArenaMemoryManager* memory_ = nullptr;   // owned by the object linking layer
+  InitFiniPlugin* init_fini_ = nullptr;    // owned by the object linking layer
+  llvm::orc::JITDylib* process_symbols_ = nullptr;
+  std::mutex mutex_;
+  std::unordered_set<LibraryObj*> libraries_;
+  std::atomic<uint64_t> next_library_id_{0};
+  bool closed_ = false;
+};
+
+class Session : public tvm::ffi::ObjectRef {
+ public:
+  explicit Session(tvm::ffi::ObjectPtr<SessionObj> session) : ObjectRef(std::move(session)) {}
+  TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(Session, tvm::ffi::ObjectRef, SessionObj);
+};
+
+/// Errors that ORC reported (rather than returned) on this thread since the last call, oldest
+/// first: a failed link returns a bare "failed to materialize", and the reason arrives here.
+std::vector<std::string> TakeReportedErrors();
+
+/// The version of the LLVM the core was built with, e.g. "22.1.0".
+std::string LLVMVersion();
+
+}  // namespace orcjit
+
+#endif  // PYTEST_ORCJIT_SESSION_H_
