@@ -44,6 +44,10 @@ MARKER_HELP = (
 MSG_INVALID = "orcjit: invalid {what} {value!r} from {origin}: {expected}"
 MSG_EMPTY_GLOB = "orcjit: {origin} glob {glob!r} matches no file (relative to {base})"
 MSG_BAD_SOURCE = "orcjit: {origin}: {error}"
+MSG_DIRECTORY = (
+    "orcjit: {origin} names the directory {glob!r}, not sources; give test paths before "
+    "--orcjit-sources or write --orcjit-sources=GLOB"
+)
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
 
 ISOLATIONS = ("fork", "none")
@@ -207,6 +211,8 @@ def expand(globs: Iterable[Any], base: Path, origin: str) -> tuple[Path, ...]:
         full = os.path.join(base, os.fspath(pattern))
         matches = sorted(glob.glob(full, recursive=True)) if glob.has_magic(full) else [full]
         matches = [match for match in matches if os.path.isfile(match)]
+        if not matches and os.path.isdir(full):
+            raise ValueError(MSG_DIRECTORY.format(origin=origin, glob=str(pattern)))
         if not matches:
             raise ValueError(MSG_EMPTY_GLOB.format(origin=origin, glob=str(pattern), base=base))
         for match in matches:

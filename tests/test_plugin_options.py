@@ -112,6 +112,18 @@ def test_glob_matching_nothing_is_a_usage_error(project: Project, where: str) ->
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
+def test_test_path_after_sources_is_explained(project: Project) -> None:
+    project.write("kernels/a.c", C_ADD)
+    project.write("tests/test_nothing.py", "def test_nothing():\n    pass\n")
+    project.ini()
+    result = project.pytester.runpytest("--orcjit-sources", "kernels/*.c", "tests")
+    message = settings.MSG_DIRECTORY.format(origin="--orcjit-sources", glob="tests")
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result = project.pytester.runpytest("tests", "--orcjit-sources", "kernels/*.c")
+    result.assert_outcomes(passed=1)
+
+
 def test_unknown_source_kind_is_a_usage_error(project: Project) -> None:
     project.write("kernels/notes.txt", "hello\n")
     project.ini("orcjit_sources = kernels/*")
