@@ -1,0 +1,402 @@
+"""The fork boundary (pytest_orcjit.isolation), driven through the plugin's marker and options.
+
+Every test runs pytest in a subprocess (``runpytest_subprocess``): forking
+inside an in-process pytester would fork the outer test run too. Tests without
+orcjit fixtures are forked with ``@pytest.mark.orcjit(isolation="fork")``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pytest_orcjit.isolation import (
+    CRASH_MESSAGE,
+    EXIT_MESSAGE,
+    STDERR_TAIL_HEADER,
+    TIMEOUT_MESSAGE,
+    _condense_frames,
+)
+
+FORK = 'pytestmark = pytest.mark.orcjit(isolation="fork")\n'
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short summary lines in full, whatever the terminal of the outer run."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def crash_line(signum: signal.Signals) -> str:
+    name = CRASH_MESSAGE.format(name=signum.name, description=signal.strsignal(signum))
+    return f"*{name}*"
+
+
+def make_tests(pytester: pytest.Pytester, body: str, name: str = "test_forked") -> None:
+    pytester.makepyfile(**{name: "import pytest\n" + FORK + textwrap.dedent(body)})
+
+
+def test_each_signal_fails_its_test_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import ctypes, os, signal
+
+        def test_null_pointer():
+            ctypes.string_at(0)
+
+        @pytest.mark.parametrize("name", ["SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL"])
+        def test_kill(name):
+            os.kill(os.getpid(), getattr(signal, name))
+
+        def test_abort():
+            os.abort()
+
+        def test_after_the_crashes():
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # Six crashes, each one FAILED test; the last test still runs.
+    result.assert_outcomes(failed=6, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED *test_null_pointer - " + crash_line(signal.SIGSEGV),
+            "FAILED *test_kill?SIGSEGV? - " + crash_line(signal.SIGSEGV),
+            "FAILED *test_kill?SIGBUS? - " + crash_line(signal.SIGBUS),
+            "FAILED *test_kill?SIGFPE? - " + crash_line(signal.SIGFPE),
+            "FAILED *test_kill?SIGILL? - " + crash_line(signal.SIGILL),
+            "FAILED *test_abort - " + crash_line(signal.SIGABRT),
+        ]
+    )
+    # faulthandler's dump of the aborting test is in the report, trimmed to the test's frame.
+    result.stdout.fnmatch_lines(["*_ test_abort _*", "*lines of stderr:", "*in test_abort"])
+    result.stdout.no_fnmatch_line("*_pytest*runner.py*")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_early_exit_and_stderr_tail(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import ctypes, os, sys
+
+        def test_os_exit():
+            os._exit(3)
+
+        def test_c_exit():
+            print("last words", file=sys.stderr)
+            ctypes.CDLL(None).exit(4)
+
+        def test_passes():
+            pass
+        """,
+    )
+    for args in ([], ["-s"]):  # stderr captured by pytest, and stderr on the terminal
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        result.assert_outcomes(failed=2, passed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*_ test_c_exit _*",
+                EXIT_MESSAGE.format(status=4),
+                "",
+                STDERR_TAIL_HEADER.format(lines=1),
+                "last words",
+                "FAILED *test_os_exit - " + EXIT_MESSAGE.format(status=3),
+                "FAILED *test_c_exit - " + EXIT_MESSAGE.format(status=4),
+            ]
+        )
+
+
+def test_timeout_terminates_then_kills(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import signal, time
+
+        @pytest.mark.orcjit(timeout=0.5)
+        def test_sleeps():
+            time.sleep(30)
+
+        @pytest.mark.orcjit(timeout=0.2)
+        def test_ignores_sigterm():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                pass
+
+        def test_no_timeout_here():
+            time.sleep(0.3)
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_sleeps _*",
+            TIMEOUT_MESSAGE.format(timeout=0.5),
+            "*",
+            "*lines of stderr:",
+            "*most recent call first*",  # faulthandler's dump on SIGTERM shows where it hung
+            '*File "*test_forked.py", line * in test_sleeps',
+            "FAILED *test_sleeps - " + TIMEOUT_MESSAGE.format(timeout=0.5),
+            "FAILED *test_ignores_sigterm - " + TIMEOUT_MESSAGE.format(timeout=0.2),
+        ]
+    )
+
+
+def test_timeout_from_the_command_line(pytester: pytest.Pytester) -> None:
+    make_tests(pytester, "import time\ndef test_sleeps():\n    time.sleep(30)\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=0.3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["FAILED *test_sleeps - " + TIMEOUT_MESSAGE.format(timeout=0.3)])
+
+
+def test_output_capture_skip_xfail_params_tmp_path_warnings(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import sys, warnings
+
+        def test_capsys(capsys):
+            print("to capsys")
+            assert capsys.readouterr().out == "to capsys\\n"
+
+        def test_capfd(capfd):
+            sys.stdout.write("to capfd\\n")
+            assert capfd.readouterr().out == "to capfd\\n"
+
+        def test_fails_with_output():
+            print("shown on failure")
+            print("also stderr", file=sys.stderr)
+            assert 1 == 2
+
+        @pytest.mark.skip(reason="skipped in the child")
+        def test_skip():
+            pass
+
+        @pytest.mark.skipif(True, reason="skipif in the child")
+        def test_skipif():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfail():
+            assert False
+
+        @pytest.mark.xfail(strict=True)
+        def test_xpass_strict():
+            pass
+
+        @pytest.mark.parametrize("n", [1, 2], ids=["one", "two"])
+        def test_param(n, tmp_path):
+            (tmp_path / "f").write_text(str(n))
+            assert (tmp_path / "f").read_text() == str(n)
+
+        def test_warns():
+            warnings.warn("from the child", UserWarning)
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=5, failed=2, skipped=2, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_with_output _*",
+            "E       assert 1 == 2",
+            "*- Captured stdout call -*",
+            "shown on failure",
+            "*- Captured stderr call -*",
+            "also stderr",
+            "*warnings summary*",
+            "test_forked.py::test_warns",
+            "*UserWarning: from the child",
+            "PASSED *test_param[[]one[]]",
+            "PASSED *test_param[[]two[]]",
+            "SKIPPED * skipped in the child",
+            "SKIPPED * skipif in the child",
+            "XFAIL *test_xfail - known",
+            "FAILED *test_fails_with_output - assert 1 == 2",
+            "FAILED *test_xpass_strict*",
+        ]
+    )
+    # -s: the child writes straight to the terminal, stdout and stderr alike.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "-k", "output")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*shown on failure*"])
+    result.stderr.fnmatch_lines(["also stderr"])
+
+
+def test_wider_scoped_fixtures_set_up_per_forked_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(
+        """
+        import os, pytest
+
+        def log(event):
+            with open(os.environ["FIXTURE_LOG"], "a") as f:
+                f.write(event + "\\n")
+
+        @pytest.fixture(scope="session")
+        def session_list():
+            log("setup session")
+            yield []
+            log("teardown session")
+
+        @pytest.fixture(scope="module")
+        def module_list():
+            log("setup module")
+            yield []
+            log("teardown module")
+        """
+    )
+    body = """
+        @pytest.mark.orcjit(isolation="none")
+        def test_in_parent(module_list):
+            module_list.append("parent")
+
+        def test_a(session_list, module_list):
+            session_list.append("a")
+            module_list.append("a")
+            assert module_list == ["parent", "a"]
+
+        def test_b(session_list, module_list):
+            assert session_list == []  # test_a's change stayed in test_a's child
+            assert module_list == ["parent"]
+
+        class TestClass:
+            @pytest.fixture(scope="class")
+            def class_list(self):
+                return []
+
+            def test_c(self, class_list):
+                class_list.append("c")
+
+            def test_d(self, class_list):
+                assert class_list == []
+        """
+    make_tests(pytester, body, name="test_one")
+    make_tests(
+        pytester, "def test_e(module_list):\n    assert module_list == []\n", name="test_two"
+    )
+    log = pytester.path / "fixtures.log"
+    monkeypatch.setenv("FIXTURE_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.no_fnmatch_line("*torn down properly*")
+    assert log.read_text().splitlines() == [
+        "setup module",  # test_in_parent, in the parent; test_a and test_b share it
+        "setup session",  # test_a's child
+        "teardown session",
+        "setup session",  # test_b's child
+        "teardown session",
+        "teardown module",  # the parent's, once, when test_one.py ends
+        "setup module",  # test_e's child
+        "teardown module",
+    ]
+
+
+def test_exitfirst_maxfail_junitxml_and_last_failed(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import os
+
+        def test_passes():
+            pass
+
+        def test_crashes():
+            os.kill(os.getpid(), 11)
+
+        def test_fails():
+            assert False
+
+        def test_passes_too():
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-x")
+    # -x stops after the first crash, fed by the report logged in the parent.
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+    result = pytester.runpytest_subprocess("--maxfail=2", "--junitxml=report.xml")
+    result.assert_outcomes(passed=1, failed=2)
+    cases = {
+        case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")
+    }
+    assert sorted(cases) == ["test_crashes", "test_fails", "test_passes"]
+    failure = cases["test_crashes"].find("failure")
+    assert failure is not None
+    assert CRASH_MESSAGE.format(name="SIGSEGV", description="Segmentation fault") in (
+        failure.get("message") or ""
+    )
+    # --lf: the cache plugin saw the crash as a failure.
+    result = pytester.runpytest_subprocess("--lf", "-v")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures*"])
+
+
+def test_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    make_tests(
+        pytester,
+        """
+        import os, warnings
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_passes(n):
+            warnings.warn(f"warning {n}")
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_crashes(n):
+            os.abort()
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=6, failed=2)
+    result.stdout.fnmatch_lines(["*warnings summary*", "*UserWarning: warning ?"])
+    result.stdout.fnmatch_lines(["FAILED *test_crashes?[01]? - " + crash_line(signal.SIGABRT)] * 2)
+
+
+def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        def test_large_output():
+            print("x" * 1_000_000)  # far beyond a pipe's buffer
+            assert False
+
+        def test_exits():
+            pytest.exit("stop here", returncode=7)
+
+        def test_never_runs():
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*Exit: stop here*"])
+    assert result.ret == 7
+    result.stdout.fnmatch_lines(["*1 failed*"])
+    result.stdout.no_fnmatch_line("*1 passed*")
+
+
+def test_condense_frames_keeps_the_test_and_drops_pytest() -> None:
+    lines = [
+        "Fatal Python error: Segmentation fault",
+        "",
+        "Current thread 0x1 (most recent call first):",
+        '  File "/src/test_k.py", line 3 in test_k',
+        '  File "/site/_pytest/python.py", line 166 in pytest_pyfunc_call',
+        '  File "/site/pluggy/_callers.py", line 121 in _multicall',
+        f'  File "{sys.modules["pytest_orcjit.isolation"].__file__}", line 1 in _child_main',
+        '  File "/src/conftest.py", line 7 in pytest_runtest_protocol',
+        "",
+        "!!!!!!! Segfault encountered !!!!!!!",
+        *[f'  File "Python/ceval.c", line {n}, in f{n}' for n in range(20)],
+    ]
+    condensed = _condense_frames(lines)
+    assert condensed[:5] == [*lines[:4], ""]
+    assert condensed[6:8] == [lines[10], lines[11]]
+    assert condensed[-1] == "  ... 8 more frames"
