@@ -13,6 +13,7 @@
 #include <string>
 
 #if LLVM_VERSION_MAJOR >= 20
+#include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>  // absoluteSymbols(); in Core.h before 20
 #include <llvm/ExecutionEngine/Orc/EHFrameRegistrationPlugin.h>
 #else
 #include <llvm/ExecutionEngine/JITLink/EHFrameSupport.h>

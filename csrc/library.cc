@@ -2,7 +2,6 @@
 // the tvm_ffi.Module view used by load_module. See library.h.
 #include "library.h"
 
-#include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
 #include <llvm/Support/Errc.h>
 #include <tvm/ffi/c_api.h>
@@ -11,6 +10,7 @@
 #include <sstream>
 #include <utility>
 
+#include "compat.h"
 #include "object_check.h"
 
 namespace orcjit {
@@ -187,20 +187,24 @@ void LibraryObj::AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
           << "or rename the symbol";
     }
   }
-  llvm::orc::SymbolLookupSet symbols;
+  // Linking looks up one symbol per object, enough to materialize (link) all of it: its
+  // initializer symbol, or else its first strong definition. Weak definitions may be taken from
+  // another object, so they cannot stand for this one.
+  std::optional<llvm::orc::SymbolStringPtr> representative;
+  if (interface->InitSymbol) representative = interface->InitSymbol;
+  std::vector<llvm::orc::SymbolStringPtr> symbols;
   for (const auto& [symbol, flags] : interface->SymbolFlags) {
-    symbols.add(symbol, flags.hasMaterializationSideEffectsOnly() || flags.isWeak()
-                            ? llvm::orc::SymbolLookupFlags::WeaklyReferencedSymbol
-                            : llvm::orc::SymbolLookupFlags::RequiredSymbol);
+    if (!flags.hasMaterializationSideEffectsOnly()) symbols.push_back(symbol);
+    if (!representative && flags.isStrong()) representative = symbol;
   }
   auto& layer = session_->jit().getObjLinkingLayer();
   if (auto err = layer.add(*dylib_, std::move(buffer), std::move(*interface))) {
     TVM_FFI_THROW(ValueError) << "cannot add '" << display_name << "' to library '" << name_
                               << "': " << llvm::toString(std::move(err));
   }
-  for (const auto& [symbol, flags] : symbols) {
-    defined_.insert(*symbol);
-    pending_.add(symbol, flags);
+  for (const auto& symbol : symbols) defined_.insert(*symbol);
+  if (representative) {
+    pending_.add(*representative, llvm::orc::SymbolLookupFlags::WeaklyReferencedSymbol);
   }
   objects_.push_back(display_name);
 }

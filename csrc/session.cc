@@ -3,7 +3,6 @@
 #include "session.h"
 
 #include <dlfcn.h>
-#include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>
 #include <llvm/ExecutionEngine/Orc/IRCompileLayer.h>
 #include <llvm/Support/Error.h>
 #include <llvm/TargetParser/Host.h>
@@ -112,7 +111,7 @@ SessionObj::SessionObj() {
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
-                return std::move(layer);
+                return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
               }))
           .setProcessSymbolsJITDylibSetup(
               [](llvm::orc::LLJIT& j) -> llvm::Expected<llvm::orc::JITDylibSP> {
