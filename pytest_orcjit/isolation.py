@@ -88,6 +88,7 @@ _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
 _PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
 _THIS_FILE = __file__
 _INTERNAL_ERROR = 70  # child exit status when the fork boundary itself failed
+_EXITING: list[int] = []  # children that reported back and were not reaped yet
 
 
 def run_forked(item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None) -> None:
@@ -154,6 +155,8 @@ class _Child:
         # otherwise the child's fd 2 goes through us so its tail can be reported.
         redirect = capture != "fd"
         _flush(item.config)
+        while _EXITING:  # the previous child is gone before this one starts
+            os.waitpid(_EXITING.pop(), 0)
         reports_r, reports_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         start = time.monotonic()
@@ -201,7 +204,7 @@ class _Child:
         deadline = time.monotonic() + timeout if timeout else None
         kill_signal = signal.SIGTERM
         try:
-            while self.status is None:
+            while self.status is None and not self._reported():
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if pidfd < 0:
                     wait = 0.01 if wait is None else min(wait, 0.01)
@@ -223,15 +226,22 @@ class _Child:
                         kill_signal = signal.SIGKILL
                     else:
                         deadline = None
-            for fd in self.fds:  # what the child wrote just before it exited
+            for fd in self.fds:  # what the child wrote just before it reported or exited
                 while self._read(fd) > 0:
                     pass
+            if self.status is None:  # it reported and is exiting: reap it before the next fork
+                _EXITING.append(self.pid)
         finally:
-            if self.status is None:  # KeyboardInterrupt or an error here: leave no child
+            if self.status is None and not self._reported():  # KeyboardInterrupt or error here
                 os.kill(self.pid, signal.SIGKILL)
                 self.status = os.waitpid(self.pid, 0)[1]
             if pidfd >= 0:
                 os.close(pidfd)
+
+    def _reported(self) -> bool:
+        data = self.fds[self.reports_fd]
+        size = _HEADER.size
+        return len(data) >= size and len(data) == size + _HEADER.unpack_from(data)[0]
 
     def _read(self, fd: int) -> int:
         """Read what is there: bytes read, 0 at end of file, -1 if none for now."""
@@ -252,12 +262,8 @@ class _Child:
             os.close(fd)
 
     def _parse(self) -> None:
-        data = self.fds[self.reports_fd]
-        if len(data) < _HEADER.size:
-            return
-        (size,) = _HEADER.unpack_from(data)
-        if len(data) == _HEADER.size + size:
-            self.message = pickle.loads(memoryview(data)[_HEADER.size :])
+        if self._reported():
+            self.message = pickle.loads(memoryview(self.fds[self.reports_fd])[_HEADER.size :])
 
     def describe(self) -> str:
         """Why the child did not report back, in one line."""
@@ -307,6 +313,7 @@ def _child_main(
         ]
         message["warnings"] = [_warning_to_tuple(w) for w in log]
         payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        _flush(config)  # all output before the report: the parent goes on once it has it
         _write_all(reports_fd, _HEADER.pack(len(payload)) + payload)
         status = 0
     except BaseException:
