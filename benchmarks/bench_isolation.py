@@ -43,7 +43,7 @@ def test_add_one(orcjit_lib, n):
     assert orcjit_lib.add_one(n) == n + 1
 """
 
-CONFTEST = '''
+CONFTEST = """
 import json, os, time
 import pytest
 
@@ -75,17 +75,22 @@ def pytest_runtestloop(session):
             bare_round_trip()
             trips.append(time.perf_counter() - t)
         trips.sort()
+        result = {
+            "loop": loop,
+            "tests": len(session.items),
+            "trip_mean": sum(trips) / len(trips),
+            "trip_median": trips[len(trips) // 2],
+        }
         with open(os.environ["BENCH_RESULT"], "w") as f:
-            json.dump({{"loop": loop, "tests": len(session.items),
-                       "trip_mean": sum(trips) / len(trips), "trip_median": trips[len(trips) // 2]}}, f)
-'''
+            json.dump(result, f)
+"""
 
 
 def make_project(root: Path, tests: int) -> None:
     (root / "kernels").mkdir()
     (root / "kernels" / "add_one.c").write_text(KERNEL)
     (root / "test_bench.py").write_text(TESTS.format(tests=tests))
-    (root / "conftest.py").write_text(CONFTEST.format())
+    (root / "conftest.py").write_text(CONFTEST)
     (root / "pytest.ini").write_text(
         textwrap.dedent(
             """\
