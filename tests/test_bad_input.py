@@ -62,6 +62,11 @@ BAD_FILES: list[tuple[str, Callable[..., Path], str]] = [
 ]
 
 
+each_bad_file = pytest.mark.parametrize(
+    ("make", "says"), [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES]
+)
+
+
 def test_missing_path(session: ExecutionSession, tmp_path: Path) -> None:
     missing = tmp_path / "no_such_kernel.o"
     lib = session.create_library()
@@ -71,9 +76,7 @@ def test_missing_path(session: ExecutionSession, tmp_path: Path) -> None:
         session.load_module(str(missing))
 
 
-@pytest.mark.parametrize(
-    ("make", "says"), [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES]
-)
+@each_bad_file
 def test_bad_file(session: ExecutionSession, kernels, tmp_path: Path, make, says: str) -> None:
     path = make(kernels, tmp_path)
     lib = session.create_library("victim")
@@ -87,9 +90,7 @@ def test_bad_file(session: ExecutionSession, kernels, tmp_path: Path, make, says
     assert lib.get_function("test_mul")(3, 5) == 15
 
 
-@pytest.mark.parametrize(
-    ("make", "says"), [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES]
-)
+@each_bad_file
 def test_bad_bytes(session: ExecutionSession, kernels, tmp_path: Path, make, says: str) -> None:
     path = make(kernels, tmp_path)
     if path.is_dir():

@@ -60,7 +60,7 @@ def test_load_module_and_errors_from_threads(session: ExecutionSession, kernels)
     undefined = kernels.read("undefined_symbol.cc")
 
     def cycles(index: int) -> None:
-        for cycle in range(20):
+        for cycle in range(60):
             module = session.load_module(good)
             assert module.test_add(index, cycle) == index + cycle
             try:
