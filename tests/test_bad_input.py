@@ -101,6 +101,16 @@ def test_bad_bytes(session: ExecutionSession, kernels, tmp_path: Path, make, say
     assert re.search(says, str(raised.value)), str(raised.value)
 
 
+def test_elf_magic_then_noise_many_seeds(session: ExecutionSession) -> None:
+    """Whatever bytes follow the magic, the message is readable text naming the input."""
+    for seed in range(100):
+        noise = random.Random(seed).randbytes(300)
+        with pytest.raises(ValueError, match="<bytes>") as raised:
+            session.create_library().add(b"\x7fELF" + noise)
+        # UnicodeDecodeError is a ValueError too: raw input bytes leaked into the message.
+        assert type(raised.value) is ValueError, f"seed {seed}: {raised.value!r}"
+
+
 def test_duplicate_symbol_in_one_library(session: ExecutionSession, kernels) -> None:
     lib = session.create_library("twice")
     lib.add(kernels.object("math_ops.cc"))
