@@ -378,25 +378,24 @@ def _failure_reports(item: pytest.Item, child: _Child) -> list[TestReport]:
     if tail:
         header = STDERR_TAIL_HEADER.format(lines=len(tail))
         longrepr = "\n".join([longrepr, "", header, *tail])
-    common: dict[str, Any] = {
-        "nodeid": item.nodeid,
-        "location": item.location,
-        "keywords": dict.fromkeys(item.keywords, 1),
-        "sections": sections,
-        "user_properties": list(item.user_properties),
-    }
+    # Made by pytest's own hook from a pytrace-less failure: the message is the
+    # whole longrepr and shows in the short summary on pytest 8 and 9 alike.
+    call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), "call")
+    crash: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     stop = time.time()
-    crash = pytest.TestReport(
-        outcome="failed",
-        longrepr=longrepr,
-        when="call",
-        duration=child.duration,
-        start=stop - child.duration,
-        stop=stop,
-        **common,
-    )
+    crash.sections.extend(sections)
+    crash.duration, crash.start, crash.stop = child.duration, stop - child.duration, stop
     teardown = pytest.TestReport(
-        outcome="passed", longrepr=None, when="teardown", start=stop, stop=stop, **common
+        nodeid=item.nodeid,
+        location=item.location,
+        keywords=crash.keywords,
+        outcome="passed",
+        longrepr=None,
+        when="teardown",
+        sections=crash.sections,
+        start=stop,
+        stop=stop,
+        user_properties=crash.user_properties,
     )
     return [crash, teardown]
 

@@ -32,8 +32,12 @@ def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def crash_line(signum: signal.Signals) -> str:
-    name = CRASH_MESSAGE.format(name=signum.name, description=signal.strsignal(signum))
-    return f"*{name}*"
+    return CRASH_MESSAGE.format(name=signum.name, description=signal.strsignal(signum))
+
+
+def failed_line(test: str, message: str) -> str:
+    """The short-summary line of a failed test (pytest 8 prefixes the message with 'Failed: ')."""
+    return f"FAILED *{test} - *{message}"
 
 
 def make_tests(pytester: pytest.Pytester, body: str, name: str = "test_forked") -> None:
@@ -65,18 +69,66 @@ def test_each_signal_fails_its_test_and_the_run_goes_on(pytester: pytest.Pyteste
     result.assert_outcomes(failed=6, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "FAILED *test_null_pointer - " + crash_line(signal.SIGSEGV),
-            "FAILED *test_kill?SIGSEGV? - " + crash_line(signal.SIGSEGV),
-            "FAILED *test_kill?SIGBUS? - " + crash_line(signal.SIGBUS),
-            "FAILED *test_kill?SIGFPE? - " + crash_line(signal.SIGFPE),
-            "FAILED *test_kill?SIGILL? - " + crash_line(signal.SIGILL),
-            "FAILED *test_abort - " + crash_line(signal.SIGABRT),
+            failed_line("test_null_pointer", crash_line(signal.SIGSEGV)),
+            failed_line("test_kill?SIGSEGV?", crash_line(signal.SIGSEGV)),
+            failed_line("test_kill?SIGBUS?", crash_line(signal.SIGBUS)),
+            failed_line("test_kill?SIGFPE?", crash_line(signal.SIGFPE)),
+            failed_line("test_kill?SIGILL?", crash_line(signal.SIGILL)),
+            failed_line("test_abort", crash_line(signal.SIGABRT)),
         ]
     )
     # faulthandler's dump of the aborting test is in the report, trimmed to the test's frame.
     result.stdout.fnmatch_lines(["*_ test_abort _*", "*lines of stderr:", "*in test_abort"])
     result.stdout.no_fnmatch_line("*_pytest*runner.py*")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_crashing_jit_kernel_fails_only_its_test(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\norcjit_sources = kernels/*.c\n")
+    pytester.mkdir("kernels")
+    pytester.path.joinpath("kernels", "crash.c").write_text(
+        textwrap.dedent(
+            """\
+            #include <stdio.h>
+            #include <tvm/ffi/c_api.h>
+
+            int __tvm_ffi_crash(void* self, const TVMFFIAny* args, int32_t n, TVMFFIAny* result) {
+              fprintf(stderr, "kernel about to write through NULL\\n");
+              fflush(stderr);
+              *(volatile int*)0 = 1;
+              return 0;
+            }
+
+            int __tvm_ffi_one(void* self, const TVMFFIAny* args, int32_t n, TVMFFIAny* result) {
+              result->type_index = kTVMFFIInt;
+              result->zero_padding = 0;
+              result->v_int64 = 1;
+              return 0;
+            }
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_kernels="""
+        def test_crash(orcjit_lib):
+            orcjit_lib.crash()
+
+        def test_after(orcjit_lib):
+            assert orcjit_lib.one() == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-isolation=fork")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_crash _*",
+            CRASH_MESSAGE.format(name="SIGSEGV", description="Segmentation fault"),
+            "*",
+            "*lines of stderr:",
+            "kernel about to write through NULL",
+            failed_line("test_crash", crash_line(signal.SIGSEGV)),
+        ]
+    )
 
 
 def test_early_exit_and_stderr_tail(pytester: pytest.Pytester) -> None:
@@ -106,8 +158,8 @@ def test_early_exit_and_stderr_tail(pytester: pytest.Pytester) -> None:
                 "",
                 STDERR_TAIL_HEADER.format(lines=1),
                 "last words",
-                "FAILED *test_os_exit - " + EXIT_MESSAGE.format(status=3),
-                "FAILED *test_c_exit - " + EXIT_MESSAGE.format(status=4),
+                failed_line("test_os_exit", EXIT_MESSAGE.format(status=3)),
+                failed_line("test_c_exit", EXIT_MESSAGE.format(status=4)),
             ]
         )
 
@@ -142,8 +194,8 @@ def test_timeout_terminates_then_kills(pytester: pytest.Pytester) -> None:
             "*lines of stderr:",
             "*most recent call first*",  # faulthandler's dump on SIGTERM shows where it hung
             '*File "*test_forked.py", line * in test_sleeps',
-            "FAILED *test_sleeps - " + TIMEOUT_MESSAGE.format(timeout=0.5),
-            "FAILED *test_ignores_sigterm - " + TIMEOUT_MESSAGE.format(timeout=0.2),
+            failed_line("test_sleeps", TIMEOUT_MESSAGE.format(timeout=0.5)),
+            failed_line("test_ignores_sigterm", TIMEOUT_MESSAGE.format(timeout=0.2)),
         ]
     )
 
@@ -152,7 +204,7 @@ def test_timeout_from_the_command_line(pytester: pytest.Pytester) -> None:
     make_tests(pytester, "import time\ndef test_sleeps():\n    time.sleep(30)\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=0.3")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["FAILED *test_sleeps - " + TIMEOUT_MESSAGE.format(timeout=0.3)])
+    result.stdout.fnmatch_lines([failed_line("test_sleeps", TIMEOUT_MESSAGE.format(timeout=0.3))])
 
 
 def test_output_capture_skip_xfail_params_tmp_path_warnings(pytester: pytest.Pytester) -> None:
@@ -357,7 +409,7 @@ def test_xdist(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
     result.assert_outcomes(passed=6, failed=2)
     result.stdout.fnmatch_lines(["*warnings summary*", "*UserWarning: warning ?"])
-    result.stdout.fnmatch_lines(["FAILED *test_crashes?[01]? - " + crash_line(signal.SIGABRT)] * 2)
+    result.stdout.fnmatch_lines([failed_line("test_crashes?[01]?", crash_line(signal.SIGABRT))] * 2)
 
 
 def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
