@@ -11,20 +11,33 @@ reports with ``pytest_report_from_serializable`` and logs them, so the terminal,
 ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see what they would see
 without the fork.
 
-A child that does not report back becomes one failed report (``when="call"``)
-that names the cause: a signal ("crashed with signal SIGSEGV (Segmentation
-fault)"), an early exit ("exited with status 3 before reporting", e.g. C
-``exit()``) or a timeout ("timeout after 2 s"; SIGTERM, then SIGKILL after a
-grace of one second). The report carries the last lines the child wrote to
-stderr, including the Python traceback faulthandler dumps on the crash or on
-the SIGTERM of a timeout, and the output pytest had captured for the test.
+The parent reads both pipes while it waits (a large report never blocks the
+child) and goes on as soon as the whole message has arrived; the exiting child
+is reaped before the next fork, so one child at most outlives its test, and only
+by its exit.
+
+A child that does not report back becomes one failed call report, made by
+``pytest_runtest_makereport`` from a pytrace-less failure, that names the
+cause: a signal ("crashed with signal SIGSEGV (Segmentation fault)"), an early
+exit ("exited with status 3 before reporting", e.g. C ``exit()``) or a timeout
+("timeout after 2 s": SIGTERM, then SIGKILL after a grace of one second). Its
+longrepr ends with the last lines the child wrote to stderr, stack dumps
+trimmed to the frames that matter: faulthandler's Python traceback (dumped on
+the crash, or on the SIGTERM of a timeout) and any native backtrace. Where the
+stderr comes from: with ``--capture=fd`` (pytest's default) what the test
+wrote is still in pytest's capture files and is read from there (stdout
+becomes a "Captured stdout call" section); otherwise (``-s``,
+``--capture=sys``) the child's fd 2 is a pipe the parent copies to its own
+stderr as it arrives and keeps the tail of. With ``--capture=sys`` what Python
+code wrote to ``sys.stderr`` lives in the child's memory and dies with it.
 
 What crosses the fork, and what does not:
 
 * Reports cross whole: outcome, longrepr with its traceback, captured
   stdout/stderr/log sections, duration, ``user_properties`` (so
   ``record_property`` reaches junitxml). Warnings recorded in the child are
-  replayed in the parent through ``pytest_warning_recorded``.
+  replayed in the parent through ``pytest_warning_recorded``. ``pytest.exit()``
+  and KeyboardInterrupt in the child end the session in the parent.
 * Anything else the test changes in memory stays in the child: objects of
   session/module/class-scoped fixtures, module globals, ``item.stash``,
   ``config.stash``, ``record_xml_attribute``, ``record_testsuite_property``.
@@ -36,17 +49,18 @@ fixture) before it exits; it never runs the parent's finalizers. A
 session-, module- or class-scoped fixture used only by forked tests is
 therefore set up and torn down once per forked test; one that a non-forked test
 already set up in the parent is shared (copy-on-write) by the forked tests that
-follow and torn down once, in the parent. Limit: a parametrized wider-scoped
-fixture that the parent holds with another parameter is finished in the child
-as well as in the parent.
+follow and torn down once, in the parent, when the scope ends. Limit: a
+parametrized wider-scoped fixture that the parent holds with another parameter
+is finished in the child as well as in the parent. The child's teardown sees
+``nextitem=None`` in ``pytest_runtest_teardown``.
 
 Fork safety: the parent must run no other thread when it forks (the compile
 thread pool is joined before the first test; LLVM runs no threads in our
 configuration; pytest's ``faulthandler_timeout`` starts a watchdog thread in
-the parent, so use the orcjit timeout instead). CUDA must not be initialised in
-the parent: a forked child cannot use a CUDA context it inherits. Under
-pytest-xdist each worker forks its own children; the child never touches
-execnet.
+the parent, so use the orcjit timeout instead). The one exception is the I/O
+thread every pytest-xdist worker runs: the child never touches execnet. CUDA
+must not be initialised in the parent: a forked child cannot use a CUDA
+context it inherits.
 
 This module imports neither the public API nor the native core.
 """
@@ -162,7 +176,7 @@ class _Child:
         start = time.monotonic()
         gc.freeze()  # the child's collections then leave the parent's objects (and pages) alone
         try:
-            pid = os.fork()
+            pid = _fork(item.config)
         except BaseException:
             gc.unfreeze()
             for fd in (reports_r, reports_w, stderr_r, stderr_w):
@@ -446,6 +460,19 @@ def _warning_to_tuple(warning: warnings.WarningMessage) -> tuple[Any, ...]:
         except Exception:
             category = UserWarning
     return (message, category, warning.filename, warning.lineno, None, warning.line)
+
+
+def _fork(config: pytest.Config) -> int:
+    """``os.fork()``; under pytest-xdist without Python 3.12's warning about threads.
+
+    An xdist worker always runs execnet's I/O thread; the child never uses
+    execnet, so that one thread is safe to leave behind.
+    """
+    if sys.version_info < (3, 12) or not hasattr(config, "workerinput"):
+        return os.fork()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+        return os.fork()
 
 
 def _flush(config: pytest.Config) -> None:
