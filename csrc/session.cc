@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "compat.h"
+#include "eh_frame.h"
 #include "library.h"
 
 namespace orcjit {
@@ -108,6 +109,7 @@ SessionObj::SessionObj() {
                 auto eh_frames = compat::createEHFramePlugin(es);
                 if (!eh_frames) return eh_frames.takeError();
                 layer->addPlugin(std::move(*eh_frames));
+                layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
