@@ -135,20 +135,21 @@ def test_early_exit_and_stderr_tail(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
         """
-        import ctypes, os, sys
+        import ctypes, os
 
         def test_os_exit():
             os._exit(3)
 
         def test_c_exit():
-            print("last words", file=sys.stderr)
+            os.write(2, b"last words\\n")  # below Python, as a kernel would write
             ctypes.CDLL(None).exit(4)
 
         def test_passes():
             pass
         """,
     )
-    for args in ([], ["-s"]):  # stderr captured by pytest, and stderr on the terminal
+    # stderr in pytest's capture files (fd), on the terminal (-s), left alone (sys)
+    for args in ([], ["-s"], ["--capture=sys"]):
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
         result.assert_outcomes(failed=2, passed=1)
         result.stdout.fnmatch_lines(
