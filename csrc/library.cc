@@ -5,6 +5,7 @@
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
 #include <llvm/Support/Errc.h>
 #include <tvm/ffi/c_api.h>
+#include <tvm/ffi/container/map.h>
 #include <tvm/ffi/error.h>
 
 #include <sstream>
@@ -30,17 +31,85 @@ struct FunctionHandle {
   std::string name;
 };
 
+bool IsObject(const TVMFFIAny& value) {
+  return value.type_index >= tvm::ffi::TypeIndex::kTVMFFIStaticObjectBegin;
+}
+
+/// Whether `object` was allocated by JIT code of `library` (its deleter is there).
+bool MadeBy(const LibraryObj& library, const TVMFFIObject* object) {
+  return library.Owns(reinterpret_cast<const void*>(object->deleter));
+}
+
+/// A copy of `value` that the core owns, for the value types that can be copied; see library.h.
+tvm::ffi::Any Rehome(const LibraryObj& library, const tvm::ffi::Any& value) {
+  const auto& raw = reinterpret_cast<const TVMFFIAny&>(value);
+  if (!IsObject(raw) || !MadeBy(library, raw.v_obj)) return value;
+  switch (raw.type_index) {
+    case tvm::ffi::TypeIndex::kTVMFFIStr:
+      return tvm::ffi::String(std::string(value.cast<tvm::ffi::String>()));
+    case tvm::ffi::TypeIndex::kTVMFFIBytes: {
+      auto bytes = value.cast<tvm::ffi::Bytes>();
+      return tvm::ffi::Bytes(std::string(bytes.data(), bytes.size()));
+    }
+    case tvm::ffi::TypeIndex::kTVMFFIArray: {
+      tvm::ffi::Array<tvm::ffi::Any> copy;
+      for (const tvm::ffi::Any& item : value.cast<tvm::ffi::Array<tvm::ffi::Any>>()) {
+        copy.push_back(Rehome(library, item));
+      }
+      return copy;
+    }
+    case tvm::ffi::TypeIndex::kTVMFFIMap: {
+      tvm::ffi::Map<tvm::ffi::Any, tvm::ffi::Any> copy;
+      for (const auto& [key, item] : value.cast<tvm::ffi::Map<tvm::ffi::Any, tvm::ffi::Any>>()) {
+        copy.Set(Rehome(library, key), Rehome(library, item));
+      }
+      return copy;
+    }
+    default:
+      return value;
+  }
+}
+
+/// Replaces a raised error made by the library with a copy the core owns.
+void RehomeRaisedError(const LibraryObj& library) {
+  TVMFFIObjectHandle raised = nullptr;
+  TVMFFIErrorMoveFromRaised(&raised);
+  auto* object = static_cast<TVMFFIObject*>(raised);
+  if (object != nullptr && object->type_index == tvm::ffi::TypeIndex::kTVMFFIError &&
+      MadeBy(library, object)) {
+    const auto* cell = reinterpret_cast<const TVMFFIErrorCell*>(object + 1);
+    tvm::ffi::Error copy(std::string(cell->kind.data, cell->kind.size),
+                         std::string(cell->message.data, cell->message.size), &cell->backtrace);
+    TVMFFIErrorSetRaised(const_cast<tvm::ffi::ErrorObj*>(copy.get()));
+  } else {
+    TVMFFIErrorSetRaised(raised);
+  }
+  if (raised != nullptr) TVMFFIObjectDecRef(raised);
+}
+
 int CallFunction(void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {
   auto* handle = static_cast<FunctionHandle*>(self);
-  if (handle->library->closed()) {
-    std::string message = "function '" + handle->name + "' of library '" +
-                          handle->library->name() +
+  const LibraryObj& library = *handle->library;
+  if (library.closed()) {
+    std::string message = "function '" + handle->name + "' of library '" + library.name() +
                           "' was called after the library was closed; keep the library open "
                           "while its functions are in use";
     TVMFFIErrorSetRaisedFromCStr("RuntimeError", message.c_str());
     return -1;
   }
-  return handle->call(nullptr, args, num_args, result);
+  int status = handle->call(nullptr, args, num_args, result);
+  if (status != 0) {
+    RehomeRaisedError(library);
+  } else if (IsObject(*result) && MadeBy(library, result->v_obj)) {
+    try {
+      tvm::ffi::Any value = tvm::ffi::details::AnyUnsafe::MoveTVMFFIAnyToAny(result);
+      *result = tvm::ffi::details::AnyUnsafe::MoveAnyToTVMFFIAny(Rehome(library, value));
+    } catch (const tvm::ffi::Error& err) {
+      TVMFFIErrorSetRaised(const_cast<tvm::ffi::ErrorObj*>(err.get()));
+      return -1;
+    }
+  }
+  return status;
 }
 
 void DeleteFunctionHandle(void* self) {
@@ -57,8 +126,8 @@ std::string DescribeSymbol(llvm::StringRef symbol) {
 
 /// Turns a failed link into one message: ORC returns "failed to materialize" and reports the
 /// reason separately (TakeReportedErrors).
-std::string DescribeLinkFailure(llvm::Error err) {
-  std::vector<std::string> reasons = TakeReportedErrors();
+std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib) {
+  std::vector<std::string> reasons = TakeReportedErrors(dylib);
   std::string returned;
   llvm::handleAllErrors(
       std::move(err), [&](const llvm::orc::FailedToMaterialize&) {},
@@ -216,12 +285,12 @@ void LibraryObj::Link() {
   llvm::orc::SymbolLookupSet symbols;
   std::swap(symbols, pending_);
   auto& es = session_->jit().getExecutionSession();
-  TakeReportedErrors();
+  TakeReportedErrors(dylib_);
   auto linked = es.lookup(
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
       std::move(symbols));
   if (!linked) {
-    std::string reason = DescribeLinkFailure(linked.takeError());
+    std::string reason = DescribeLinkFailure(linked.takeError(), dylib_);
     TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
                                 << Hint(reason);
   }
@@ -235,7 +304,7 @@ void* LibraryObj::LookupLinked(const std::string& symbol) {
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
       es.intern(symbol));
   if (!found) {
-    std::string reason = DescribeLinkFailure(found.takeError());
+    std::string reason = DescribeLinkFailure(found.takeError(), dylib_);
     TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
                                 << Hint(reason);
   }
@@ -298,7 +367,7 @@ void LibraryObj::CloseDetached() {
   SessionObj* session = session_.get();
   llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
   llvm::consumeError(std::move(removed));
-  TakeReportedErrors();
+  TakeReportedErrors(dylib_);
   session->memory().UnregisterArena(dylib_);
   session->init_fini().UnregisterLibrary(dylib_);
   dylib_ = nullptr;

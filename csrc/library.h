@@ -8,6 +8,12 @@
 // returns the function. Closing runs static destructors once, removes the JITDylib and unmaps the
 // arena. Functions handed out keep the library object alive; calling one after an explicit
 // close() raises instead of jumping into unmapped memory.
+//
+// Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
+// freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
+// tests' exceptions well past the test's teardown. So strings, bytes, arrays, maps and errors
+// made by the library are copied into objects the core owns on their way out; tensors, functions
+// and other objects made by JIT code are handed out as they are and must not outlive the library.
 #ifndef PYTEST_ORCJIT_LIBRARY_H_
 #define PYTEST_ORCJIT_LIBRARY_H_
 
@@ -45,6 +51,8 @@ class LibraryObj : public tvm::ffi::Object {
   const std::string& name() const { return name_; }
   size_t jit_memory() const { return arena_ ? arena_->used_bytes() : 0; }
   bool closed() const { return closed_.load(std::memory_order_acquire); }
+  /// Whether `addr` is in the library's JIT memory (its code or data).
+  bool Owns(const void* addr) const { return arena_ && arena_->Contains(addr); }
 
   /// Adds the object file at `path`. Throws FileNotFoundError, or ValueError for anything that is
   /// not an x86-64 ELF relocatable object and for symbols the library already defines.

@@ -53,6 +53,12 @@ class Arena {
   /// Gives pages back to the system (they stay reserved, inaccessible, and are not reused).
   void Release(char* addr, size_t bytes);
 
+  /// Whether `addr` lies in the arena (code or data of the library).
+  bool Contains(const void* addr) const {
+    auto* p = static_cast<const char*>(addr);
+    return p >= base_ && p < base_ + size_;
+  }
+
   /// Bytes of pages currently in use, including the `__dso_handle` page.
   size_t used_bytes() const { return used_bytes_.load(std::memory_order_relaxed); }
 

@@ -11,6 +11,8 @@
 #include <unwind.h>
 
 #include <cxxabi.h>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "compat.h"
@@ -25,7 +27,35 @@ using llvm::orc::ExecutorAddr;
 using llvm::orc::ExecutorSymbolDef;
 using llvm::orc::JITDylib;
 
-thread_local std::vector<std::string> reported_errors;
+/// The library of the graph whose failure this thread is reporting: the linking layer calls every
+/// plugin's notifyFailed right before it reports the error, on the same thread.
+thread_local const JITDylib* failing_dylib = nullptr;
+std::mutex reported_mutex;
+std::unordered_map<const JITDylib*, std::vector<std::string>>& Reported() {
+  static auto* reported = new std::unordered_map<const JITDylib*, std::vector<std::string>>();
+  return *reported;
+}
+
+/// Remembers which library a failing graph belongs to, for the error reporter.
+class FailureAttributionPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
+ public:
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override {
+    failing_dylib = &mr.getTargetJITDylib();
+    return llvm::Error::success();
+  }
+  llvm::Error notifyRemovingResources(JITDylib&, llvm::orc::ResourceKey) override {
+    return llvm::Error::success();
+  }
+  void notifyTransferringResources(JITDylib&, llvm::orc::ResourceKey,
+                                   llvm::orc::ResourceKey) override {}
+};
+
+void ReportError(llvm::Error err) {
+  std::string message = llvm::toString(std::move(err));
+  std::lock_guard<std::mutex> lock(reported_mutex);
+  Reported()[failing_dylib].push_back(std::move(message));
+  failing_dylib = nullptr;
+}
 
 /// Resolves names against the shared libraries of the process. Python loads extension modules
 /// RTLD_LOCAL, so libtvm_ffi and libstdc++ may be invisible to dlsym(RTLD_DEFAULT): search them by
@@ -78,9 +108,15 @@ class NoIRCompiler final : public llvm::orc::IRCompileLayer::IRCompiler {
 
 }  // namespace
 
-std::vector<std::string> TakeReportedErrors() {
+std::vector<std::string> TakeReportedErrors(const JITDylib* dylib) {
+  std::lock_guard<std::mutex> lock(reported_mutex);
   std::vector<std::string> errors;
-  errors.swap(reported_errors);
+  for (const JITDylib* key : {dylib, static_cast<const JITDylib*>(nullptr)}) {
+    auto it = Reported().find(key);
+    if (it == Reported().end()) continue;
+    errors.insert(errors.end(), it->second.begin(), it->second.end());
+    Reported().erase(it);
+  }
   return errors;
 }
 
@@ -110,6 +146,7 @@ SessionObj::SessionObj() {
                 if (!eh_frames) return eh_frames.takeError();
                 layer->addPlugin(std::move(*eh_frames));
                 layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
+                layer->addPlugin(std::make_unique<FailureAttributionPlugin>());
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
@@ -128,8 +165,7 @@ SessionObj::SessionObj() {
                                 << llvm::toString(jit.takeError());
   }
   jit_ = std::move(*jit);
-  jit_->getExecutionSession().setErrorReporter(
-      [](llvm::Error err) { reported_errors.push_back(llvm::toString(std::move(err))); });
+  jit_->getExecutionSession().setErrorReporter(ReportError);
   process_symbols_ = jit_->getProcessSymbolsJITDylib().get();
 }
 

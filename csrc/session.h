@@ -74,9 +74,10 @@ class Session : public tvm::ffi::ObjectRef {
   TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(Session, tvm::ffi::ObjectRef, SessionObj);
 };
 
-/// Errors that ORC reported (rather than returned) on this thread since the last call, oldest
-/// first: a failed link returns a bare "failed to materialize", and the reason arrives here.
-std::vector<std::string> TakeReportedErrors();
+/// Errors that ORC reported (rather than returned) for graphs linked into `dylib` since the last
+/// call, oldest first: a failed link returns a bare "failed to materialize", and the reason is
+/// reported separately, possibly on another thread that continued the link.
+std::vector<std::string> TakeReportedErrors(const llvm::orc::JITDylib* dylib);
 
 /// The version of the LLVM the core was built with, e.g. "22.1.0".
 std::string LLVMVersion();
