@@ -148,8 +148,7 @@ std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dyli
 }
 
 std::string Hint(const std::string& reason) {
-  if (reason.find("Symbols not found") != std::string::npos ||
-      reason.find("undefined symbol") != std::string::npos) {
+  if (reason.find("undefined symbol") != std::string::npos) {
     return ": no object in the library defines it and the process does not export it; add the "
            "object that defines it to the library";
   }

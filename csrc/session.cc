@@ -51,9 +51,18 @@ class FailureAttributionPlugin final : public llvm::orc::ObjectLinkingLayer::Plu
 };
 
 void ReportError(llvm::Error err) {
-  std::string message = llvm::toString(std::move(err));
+  std::vector<std::string> messages;
+  llvm::handleAllErrors(
+      std::move(err),
+      [&](const llvm::orc::SymbolsNotFound& missing) {
+        for (const auto& symbol : missing.getSymbols()) {
+          messages.push_back("undefined symbol '" + (*symbol).str() + "'");
+        }
+      },
+      [&](const llvm::ErrorInfoBase& other) { messages.push_back(other.message()); });
   std::lock_guard<std::mutex> lock(reported_mutex);
-  Reported()[failing_dylib].push_back(std::move(message));
+  auto& reported = Reported()[failing_dylib];
+  reported.insert(reported.end(), messages.begin(), messages.end());
   failing_dylib = nullptr;
 }
 
