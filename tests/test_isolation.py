@@ -351,6 +351,31 @@ def test_wider_scoped_fixtures_set_up_per_forked_test(
     ]
 
 
+def test_parent_teardown_error_is_the_last_forked_tests_error(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture(scope="module")
+        def held_by_parent():
+            yield
+            raise RuntimeError("module teardown failed")
+
+        @pytest.mark.orcjit(isolation="none")
+        def test_in_parent(held_by_parent):
+            pass
+
+        def test_forked_last(held_by_parent):
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    # As without the fork: the module's teardown runs once, after its last test.
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_forked_last*", "E       RuntimeError: module teardown failed"]
+    )
+
+
 def test_exitfirst_maxfail_junitxml_and_last_failed(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
