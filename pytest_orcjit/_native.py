@@ -7,6 +7,8 @@ functions with tvm-ffi when it is loaded; nothing here knows their names.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -22,7 +24,14 @@ def _candidates() -> list[Path]:
         return [Path(override)]
     from . import __path__ as package_path  # editable installs span two folders
 
-    return [Path(folder) / LIBRARY_NAME for folder in package_path]
+    candidates = [Path(folder) / LIBRARY_NAME for folder in package_path]
+    # Imported from a source checkout (python run in the repository) while the package is
+    # installed: the installed distribution has the built core.
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        for file in importlib.metadata.files("pytest-orcjit") or ():
+            if file.name == LIBRARY_NAME:
+                candidates.append(Path(str(file.locate())))
+    return candidates
 
 
 def load() -> tvm_ffi.Module:
