@@ -6,7 +6,7 @@ one at a time (``compile``) or all at once on a thread pool that is shut down
 before ``compile_many`` returns, so no thread outlives the compile step (the
 test run forks afterwards). Usable without pytest::
 
-    builder = Builder(find_cxx(), cache_dir=".objcache")
+    builder = Builder(Compiler.probe(find_cxx()), cache_dir=".objcache")
     lib.add(builder.compile("kernels/add.cc", ["-O2"]))
 """
 
