@@ -131,6 +131,8 @@ std::vector<std::string> TakeReportedErrors(const JITDylib* dylib) {
 
 std::string LLVMVersion() { return LLVM_VERSION_STRING; }
 
+void PrepareFork() { TVMFFIBacktrace(__FILE__, __LINE__, __func__, /*cross_ffi_boundary=*/1); }
+
 SessionObj::SessionObj() {
   llvm::Triple triple(llvm::sys::getProcessTriple());
   auto jit =

@@ -79,6 +79,11 @@ class Session : public tvm::ffi::ObjectRef {
 /// reported separately, possibly on another thread that continued the link.
 std::vector<std::string> TakeReportedErrors(const llvm::orc::JITDylib* dylib);
 
+/// Builds, in this process, the state that every forked child would otherwise build again on its
+/// first error: tvm-ffi's backtrace symbolizer reads the debug information of every library on
+/// the stack the first time an error is made, which can take half a second.
+void PrepareFork();
+
 /// The version of the LLVM the core was built with, e.g. "22.1.0".
 std::string LLVMVersion();
 

@@ -153,6 +153,18 @@ def llvm_version() -> str:
     return _ffi_api.llvm_version()  # type: ignore[attr-defined, no-any-return]
 
 
+def prepare_fork() -> None:
+    """Build, once, the state that forked children would each build again on their first error.
+
+    tvm-ffi symbolizes a backtrace for every error, and the first time it does
+    so in a process it reads the debug information of every library on the
+    stack, which can take half a second. A process that forks a child per test
+    (the plugin's isolation) calls this once before the first fork, so that no
+    child pays for it.
+    """
+    _ffi_api.prepare_fork()  # type: ignore[attr-defined]
+
+
 def _normalize(obj: ObjectSource) -> str | bytes:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)

@@ -289,12 +289,13 @@ def builder(config: pytest.Config) -> Builder:
 
 
 def jit_session(config: pytest.Config) -> ExecutionSession:
-    """The run's ExecutionSession, created on first use."""
+    """The run's ExecutionSession, created on first use; forked tests inherit it."""
     state = config.stash[STATE]
     if state.session is None:
-        from .api import create_session
+        from .api import create_session, prepare_fork
 
         state.session = create_session()
+        prepare_fork()  # else every forked test that raises pays for tvm-ffi's symbolizer
     return state.session
 
 
