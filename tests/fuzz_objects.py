@@ -186,8 +186,10 @@ def run_mutant(session: object, mutant: Mutant, export: str) -> Outcome:
 
 def campaign(object_path: Path, count: int, seed: int, export: str) -> list[Outcome]:
     from pytest_orcjit import create_session
+    from pytest_orcjit.api import prepare_fork
 
     session = create_session()
+    prepare_fork()
     data = object_path.read_bytes()
     return [run_mutant(session, mutant, export) for mutant in mutants(data, count, seed)]
 
