@@ -12,7 +12,8 @@ Writers take a per-entry ``fcntl.flock`` lock, build into a temporary name and
 ``os.replace`` the result into place, so concurrent pytest processes never
 compile one entry twice at once nor read half an object. Every object has a
 sidecar with its size and sha256; a read that does not match is discarded with
-a note (the caller turns notes into warnings) and rebuilt.
+a note (the caller turns notes into warnings) and rebuilt. Source text stored
+for compiling is named by its hash and replaced when its content differs.
 
 Nothing here knows about compilers or pytest: ``ObjectCache.get`` is given a
 ``build`` callback that writes an object file and returns the files it read.
@@ -26,6 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,11 +93,21 @@ class ObjectCache:
             return Entry(self._build(manifest_key, build), reused=False, notes=notes)
 
     def write_source(self, text: str, suffix: str) -> Path:
-        """Store source text under a name derived from its content; return the path."""
+        """Store source text under a name derived from its content; return the path.
+
+        A file already there with other content (truncated, foreign) would be
+        compiled in place of ``text``: it is replaced, with a CacheWarning.
+        """
         path = self.root / "sources" / f"{sha256_text(text)[:32]}{suffix}"
-        if not path.exists():
+        data = text.encode()
+        try:
+            if path.read_bytes() == data:
+                return path
+            reason = "content does not match its name"
+            warnings.warn(MSG_CORRUPT.format(path=path, reason=reason), CacheWarning, stacklevel=3)
+        except FileNotFoundError:
             path.parent.mkdir(exist_ok=True)
-            self._write_atomic(path, text.encode())
+        self._write_atomic(path, data)
         return path
 
     # Lookup and build, in the order ``get`` uses them.
