@@ -5,8 +5,11 @@
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
+#include <memory>
+#include <cstring>
 #include <cstdlib>
 #include <optional>
+#include <set>
 #include <utility>
 
 extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);  // NOLINT
@@ -59,6 +62,59 @@ void CallEntry(uintptr_t entry) {
   if (entry == 0 || entry == ~uintptr_t(0)) return;
   // glibc passes argc, argv and envp to `.init_array` functions; most take no arguments.
   reinterpret_cast<void (*)(int, char**, char**)>(entry)(0, nullptr, environ);
+}
+
+/// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
+/// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
+/// pointer or jump into the middle of a function.
+using FunctionStarts = std::set<std::pair<const llvm::jitlink::Block*, uint64_t>>;
+
+/// Where the graph's functions start, taken before dead-stripping drops unreferenced local
+/// symbols (such as the `_GLOBAL__sub_I_*` constructors that only an init table refers to).
+FunctionStarts FindFunctionStarts(LinkGraph& graph) {
+  FunctionStarts starts;
+  for (auto* symbol : graph.defined_symbols()) {
+    if (symbol->isCallable()) starts.emplace(&symbol->getBlock(), symbol->getOffset());
+  }
+  return starts;
+}
+
+llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table,
+                       const FunctionStarts& functions) {
+  std::vector<const llvm::jitlink::Edge*> entries(table.getSize() / sizeof(uintptr_t), nullptr);
+  for (const auto& edge : table.edges()) {
+    size_t index = edge.getOffset() / sizeof(uintptr_t);
+    if (edge.getOffset() % sizeof(uintptr_t) == 0 && index < entries.size()) {
+      entries[index] = &edge;
+    }
+  }
+  const uintptr_t* values = reinterpret_cast<const uintptr_t*>(table.getContent().data());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const llvm::jitlink::Edge* edge = entries[i];
+    bool ok;
+    if (edge == nullptr) {
+      uintptr_t value;
+      std::memcpy(&value, values + i, sizeof(value));
+      ok = value == 0 || value == ~uintptr_t(0);
+    } else {
+      const llvm::jitlink::Symbol& target = edge->getTarget();
+      auto prot = static_cast<unsigned>(target.isDefined()
+                                            ? target.getBlock().getSection().getMemProt()
+                                            : llvm::orc::MemProt::None);
+      int64_t offset = static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) +
+                       edge->getAddend();
+      ok = (prot & static_cast<unsigned>(llvm::orc::MemProt::Exec)) != 0 && offset >= 0 &&
+           functions.count({&target.getBlock(), static_cast<uint64_t>(offset)}) != 0;
+    }
+    if (!ok) {
+      return llvm::createStringError(
+          std::make_error_code(std::errc::invalid_argument),
+          "'%s' is corrupt: entry %zu of its %s table does not point at a function of the object; "
+          "rebuild it",
+          graph.getName().c_str(), i, table.getSection().getName().str().c_str());
+    }
+  }
+  return llvm::Error::success();
 }
 
 void RunSection(const Runtime::Section& section, bool backwards) {
@@ -166,8 +222,10 @@ void InitFiniPlugin::UnregisterLibrary(const llvm::orc::JITDylib* dylib) {
 
 void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, LinkGraph& g,
                                       llvm::jitlink::PassConfiguration& config) {
+  auto functions = std::make_shared<FunctionStarts>();
   // Nothing references initializer sections, so dead-stripping would drop them: keep them alive.
-  config.PrePrunePasses.push_back([](LinkGraph& graph) {
+  config.PrePrunePasses.push_back([functions](LinkGraph& graph) {
+    *functions = FindFunctionStarts(graph);
     for (auto& section : graph.sections()) {
       if (!ClassifySection(section.getName())) continue;
       std::vector<llvm::jitlink::Block*> blocks(section.blocks().begin(), section.blocks().end());
@@ -178,12 +236,13 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
     return llvm::Error::success();
   });
   // After fixups the sections hold the final function addresses; remember where they are.
-  config.PostFixupPasses.push_back([this, &mr](LinkGraph& graph) {
+  config.PostFixupPasses.push_back([this, &mr, functions](LinkGraph& graph) -> llvm::Error {
     Recorded recorded;
     for (auto& section : graph.sections()) {
       auto kind = ClassifySection(section.getName());
       if (!kind) continue;
       for (auto* block : section.blocks()) {
+        if (auto err = CheckTable(graph, *block, *functions)) return err;
         Runtime::Section run{block->getAddress().toPtr<const uintptr_t*>(),
                              block->getSize() / sizeof(uintptr_t), kind->priority, kind->reverse,
                              0};
