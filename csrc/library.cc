@@ -2,16 +2,21 @@
 // the tvm_ffi.Module view used by load_module. See library.h.
 #include "library.h"
 
+#include <fcntl.h>
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
-#include <llvm/Support/Errc.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <tvm/ffi/c_api.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/error.h>
 
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <utility>
 
 #include "compat.h"
+#include "object_cache.h"
 #include "object_check.h"
 
 namespace orcjit {
@@ -158,6 +163,25 @@ std::string Hint(const std::string& reason) {
   return "";
 }
 
+/// The `size` bytes of the file opened as `fd`, read into memory; ValueError naming `path`.
+std::unique_ptr<llvm::MemoryBuffer> ReadWhole(int fd, size_t size, const std::string& path) {
+  auto buffer = llvm::WritableMemoryBuffer::getNewUninitMemBuffer(size, path);
+  if (!buffer) {
+    TVM_FFI_THROW(ValueError) << "cannot read object file '" << path << "': out of memory";
+  }
+  size_t offset = 0;
+  while (offset < size) {
+    ssize_t got = pread(fd, buffer->getBufferStart() + offset, size - offset, off_t(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      TVM_FFI_THROW(ValueError) << "cannot read object file '" << path << "': "
+                                << (got < 0 ? std::strerror(errno) : "it shrank while being read");
+    }
+    offset += size_t(got);
+  }
+  return buffer;
+}
+
 }  // namespace
 
 LibraryObj::LibraryObj(Session session, std::string name)
@@ -200,53 +224,81 @@ void LibraryObj::CheckOpen() const {
 }
 
 void LibraryObj::AddFile(const std::string& path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
-  if (!buffer) {
-    std::error_code ec = buffer.getError();
-    if (ec == llvm::errc::no_such_file_or_directory) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
       TVM_FFI_THROW(FileNotFoundError)
           << "object file '" << path << "' does not exist; check the path (relative paths are "
           << "relative to the current directory)";
     }
-    if (ec == llvm::errc::is_a_directory) {
-      TVM_FFI_THROW(ValueError) << "'" << path << "' is a directory, not an object file; pass "
-                                << "the path of a .o file";
-    }
-    TVM_FFI_THROW(ValueError) << "cannot read object file '" << path << "': " << ec.message();
+    TVM_FFI_THROW(ValueError) << "cannot read object file '" << path
+                              << "': " << std::strerror(errno);
   }
-  AddBuffer(std::move(*buffer), path);
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    TVM_FFI_THROW(ValueError) << "cannot read object file '" << path
+                              << "': " << std::strerror(errno);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    TVM_FFI_THROW(ValueError) << "'" << path << "' is a directory, not an object file; pass "
+                              << "the path of a .o file";
+  }
+  FileStamp stamp = FileStamp::Of(st);
+  ObjectCache& cache = session_->objects();
+  std::shared_ptr<const CachedObject> object = cache.Find(path, stamp, fd);
+  if (!object) {
+    // Read, not mapped: a mapping would show a later in-place rewrite of the file.
+    std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
+    auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
+    object = std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface)});
+    cache.Insert(path, stamp, object);
+  }
+  AddObject(ShareBuffer(object->buffer), object->interface, path);
 }
 
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
-  AddBuffer(llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()),
-                                                 "<bytes>"),
-            "<bytes>");
+  auto buffer = llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()),
+                                                     "<bytes>");
+  auto interface = CheckAndParse(buffer->getMemBufferRef(), "<bytes>");
+  AddObject(std::move(buffer), std::move(interface), "<bytes>");
 }
 
-void LibraryObj::AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
-                           const std::string& display_name) {
-  if (auto err = checkObject(buffer->getMemBufferRef(), display_name)) {
+llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::MemoryBufferRef buffer,
+                                                                    const std::string& name) {
+  if (auto err = checkObject(buffer, name)) {
     TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
   }
+  auto& es = session_->jit().getExecutionSession();
+  auto interface = llvm::orc::getObjectFileInterface(es, buffer);
+  if (!interface) {
+    TVM_FFI_THROW(ValueError) << "'" << name << "' is not a valid object file: "
+                              << llvm::toString(interface.takeError());
+  }
+  return std::move(*interface);
+}
+
+void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
+                           llvm::orc::MaterializationUnit::Interface interface,
+                           const std::string& display_name) {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   auto& es = session_->jit().getExecutionSession();
-  auto interface = llvm::orc::getObjectFileInterface(es, buffer->getMemBufferRef());
-  if (!interface) {
-    TVM_FFI_THROW(ValueError) << "'" << display_name << "' is not a valid object file: "
-                              << llvm::toString(interface.takeError());
-  }
-  // Initializer symbols are named after the buffer; give each object its own so that one file
-  // may be added to several libraries, and two in-memory objects to one.
-  if (interface->InitSymbol) {
-    interface->SymbolFlags.erase(interface->InitSymbol);
-    interface->InitSymbol = es.intern("$.orcjit.init." + name_ + "." + std::to_string(next_object_));
-    interface->SymbolFlags[interface->InitSymbol] =
+  // Initializer symbols are named after the buffer; give each object of the library its own so
+  // that one file may be added to several libraries, and two in-memory objects to one. The names
+  // repeat from library to library (each is its own namespace), so the JIT's string pool, which
+  // never shrinks by itself, does not grow with every load.
+  if (interface.InitSymbol) {
+    interface.SymbolFlags.erase(interface.InitSymbol);
+    interface.InitSymbol = es.intern("$.orcjit.init." + std::to_string(next_object_));
+    interface.SymbolFlags[interface.InitSymbol] =
         llvm::JITSymbolFlags::MaterializationSideEffectsOnly;
   }
   ++next_object_;
-  for (const auto& [symbol, flags] : interface->SymbolFlags) {
+  for (const auto& [symbol, flags] : interface.SymbolFlags) {
     if (!flags.isStrong() || flags.hasMaterializationSideEffectsOnly()) continue;
     if (defined_.contains(*symbol)) {
       TVM_FFI_THROW(ValueError)
@@ -259,14 +311,14 @@ void LibraryObj::AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
   // initializer symbol, or else its first strong definition. Weak definitions may be taken from
   // another object, so they cannot stand for this one.
   std::optional<llvm::orc::SymbolStringPtr> representative;
-  if (interface->InitSymbol) representative = interface->InitSymbol;
+  if (interface.InitSymbol) representative = interface.InitSymbol;
   std::vector<llvm::orc::SymbolStringPtr> symbols;
-  for (const auto& [symbol, flags] : interface->SymbolFlags) {
+  for (const auto& [symbol, flags] : interface.SymbolFlags) {
     if (!flags.hasMaterializationSideEffectsOnly()) symbols.push_back(symbol);
     if (!representative && flags.isStrong()) representative = symbol;
   }
   auto& layer = session_->jit().getObjLinkingLayer();
-  if (auto err = layer.add(*dylib_, std::move(buffer), std::move(*interface))) {
+  if (auto err = layer.add(*dylib_, std::move(buffer), std::move(interface))) {
     TVM_FFI_THROW(ValueError) << "cannot add '" << display_name << "' to library '" << name_
                               << "': " << llvm::toString(std::move(err));
   }

@@ -55,7 +55,8 @@ class LibraryObj : public tvm::ffi::Object {
   bool Owns(const void* addr) const { return arena_ && arena_->Contains(addr); }
 
   /// Adds the object file at `path`. Throws FileNotFoundError, or ValueError for anything that is
-  /// not an x86-64 ELF relocatable object and for symbols the library already defines.
+  /// not an x86-64 ELF relocatable object and for symbols the library already defines. A file the
+  /// session has added before and that has not changed is not read again (object_cache.h).
   void AddFile(const std::string& path);
   /// Adds an object file held in memory (copied).
   void AddBytes(const tvm::ffi::Bytes& bytes);
@@ -78,7 +79,13 @@ class LibraryObj : public tvm::ffi::Object {
   friend class SessionObj;
   /// Close() without detaching from the session (the session is closing and holds its lock).
   void CloseDetached();
-  void AddBuffer(std::unique_ptr<llvm::MemoryBuffer> buffer, const std::string& display_name);
+  /// Checks an object (object_check.h) and parses its symbol interface; ValueError if it is bad.
+  llvm::orc::MaterializationUnit::Interface CheckAndParse(llvm::MemoryBufferRef buffer,
+                                                          const std::string& name);
+  /// Defines a checked object's symbols in the library; it is linked by the next Link().
+  void AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
+                 llvm::orc::MaterializationUnit::Interface interface,
+                 const std::string& display_name);
   void CheckOpen() const;
   void* LookupLinked(const std::string& symbol);
 

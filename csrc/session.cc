@@ -211,6 +211,7 @@ void SessionObj::Close() {
   // A library detaches itself when it closes; libraries still referenced from Python stay valid
   // objects that report being closed.
   for (LibraryObj* library : open) library->Close();
+  objects_.Clear();  // its symbol names belong to the JIT's string pool
   if (jit_) {
     if (auto err = jit_->getExecutionSession().endSession()) llvm::consumeError(std::move(err));
     jit_.reset();

@@ -26,6 +26,7 @@
 
 #include "init_fini.h"
 #include "memory.h"
+#include "object_cache.h"
 
 namespace orcjit {
 
@@ -51,6 +52,8 @@ class SessionObj : public tvm::ffi::Object {
   ArenaMemoryManager& memory() { return *memory_; }
   InitFiniPlugin& init_fini() { return *init_fini_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
+  /// Object files the session's libraries have added, read and checked once (object_cache.h).
+  ObjectCache& objects() { return objects_; }
 
   /// Library bookkeeping, used by LibraryObj: open libraries are closed by Close().
   void Attach(LibraryObj* library);
@@ -66,6 +69,7 @@ class SessionObj : public tvm::ffi::Object {
   std::unordered_set<LibraryObj*> libraries_;
   std::atomic<uint64_t> next_library_id_{0};
   bool closed_ = false;
+  ObjectCache objects_;
 };
 
 class Session : public tvm::ffi::ObjectRef {
