@@ -129,26 +129,17 @@ std::string DescribeSymbol(llvm::StringRef symbol) {
   return "symbol '" + symbol.str() + "'";
 }
 
-/// Turns a failed link into one message: ORC returns "failed to materialize" and reports the
-/// reason separately (TakeReportedErrors).
+/// Turns a failed link into one message: what ORC reported for the library (the reasons), then
+/// what the lookup itself returned.
 std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib) {
   std::vector<std::string> reasons = TakeReportedErrors(dylib);
-  std::string returned;
-  llvm::handleAllErrors(
-      std::move(err), [&](const llvm::orc::FailedToMaterialize&) {},
-      [&](const llvm::orc::SymbolsNotFound& missing) {
-        for (const auto& symbol : missing.getSymbols()) {
-          reasons.push_back("undefined symbol '" + (*symbol).str() + "'");
-        }
-      },
-      [&](const llvm::ErrorInfoBase& other) { returned = other.message(); });
+  for (std::string& returned : DescribeErrors(std::move(err))) reasons.push_back(std::move(returned));
   std::ostringstream os;
   const char* separator = "";
   for (const std::string& reason : reasons) {
     os << separator << reason;
     separator = "; ";
   }
-  if (reasons.empty()) os << returned;
   return os.str();
 }
 
@@ -329,6 +320,13 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   objects_.push_back(display_name);
 }
 
+void LibraryObj::ThrowLinkFailure(llvm::Error err) const {
+  std::string reason = DescribeLinkFailure(std::move(err), dylib_);
+  TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
+                              << Hint(reason);
+  TVM_FFI_UNREACHABLE();
+}
+
 void LibraryObj::Link() {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
@@ -340,11 +338,7 @@ void LibraryObj::Link() {
   auto linked = es.lookup(
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
       std::move(symbols));
-  if (!linked) {
-    std::string reason = DescribeLinkFailure(linked.takeError(), dylib_);
-    TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
-                                << Hint(reason);
-  }
+  if (!linked) ThrowLinkFailure(linked.takeError());
   runtime_->RunPendingInitializers();
 }
 
@@ -354,11 +348,7 @@ void* LibraryObj::LookupLinked(const std::string& symbol) {
   auto found = es.lookup(
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
       es.intern(symbol));
-  if (!found) {
-    std::string reason = DescribeLinkFailure(found.takeError(), dylib_);
-    TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
-                                << Hint(reason);
-  }
+  if (!found) ThrowLinkFailure(found.takeError());
   return found->getAddress().toPtr<void*>();
 }
 

@@ -88,6 +88,8 @@ class LibraryObj : public tvm::ffi::Object {
                  const std::string& display_name);
   void CheckOpen() const;
   void* LookupLinked(const std::string& symbol);
+  /// Raises RuntimeError for a failed link of this library, with ORC's reasons.
+  [[noreturn]] void ThrowLinkFailure(llvm::Error err) const;
 
   Session session_;
   std::string name_;

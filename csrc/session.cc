@@ -51,15 +51,7 @@ class FailureAttributionPlugin final : public llvm::orc::ObjectLinkingLayer::Plu
 };
 
 void ReportError(llvm::Error err) {
-  std::vector<std::string> messages;
-  llvm::handleAllErrors(
-      std::move(err),
-      [&](const llvm::orc::SymbolsNotFound& missing) {
-        for (const auto& symbol : missing.getSymbols()) {
-          messages.push_back("undefined symbol '" + (*symbol).str() + "'");
-        }
-      },
-      [&](const llvm::ErrorInfoBase& other) { messages.push_back(other.message()); });
+  std::vector<std::string> messages = DescribeErrors(std::move(err));
   std::lock_guard<std::mutex> lock(reported_mutex);
   auto& reported = Reported()[failing_dylib];
   reported.insert(reported.end(), messages.begin(), messages.end());
@@ -116,6 +108,19 @@ class NoIRCompiler final : public llvm::orc::IRCompileLayer::IRCompiler {
 };
 
 }  // namespace
+
+std::vector<std::string> DescribeErrors(llvm::Error err) {
+  std::vector<std::string> messages;
+  llvm::handleAllErrors(
+      std::move(err), [&](const llvm::orc::FailedToMaterialize&) {},
+      [&](const llvm::orc::SymbolsNotFound& missing) {
+        for (const auto& symbol : missing.getSymbols()) {
+          messages.push_back("undefined symbol '" + (*symbol).str() + "'");
+        }
+      },
+      [&](const llvm::ErrorInfoBase& other) { messages.push_back(other.message()); });
+  return messages;
+}
 
 std::vector<std::string> TakeReportedErrors(const JITDylib* dylib) {
   std::lock_guard<std::mutex> lock(reported_mutex);

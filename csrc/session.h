@@ -78,6 +78,11 @@ class Session : public tvm::ffi::ObjectRef {
   TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(Session, tvm::ffi::ObjectRef, SessionObj);
 };
 
+/// One line per problem in `err`: "undefined symbol 'NAME'" for each symbol ORC could not find,
+/// the message of anything else. A bare "failed to materialize" gives no line: its reason is
+/// reported separately (TakeReportedErrors).
+std::vector<std::string> DescribeErrors(llvm::Error err);
+
 /// Errors that ORC reported (rather than returned) for graphs linked into `dylib` since the last
 /// call, oldest first: a failed link returns a bare "failed to materialize", and the reason is
 /// reported separately, possibly on another thread that continued the link.
