@@ -67,6 +67,7 @@ class State:
     builder: Builder | None = None
     outcomes: dict[Unit, Outcome] = field(default_factory=dict)
     session: ExecutionSession | None = None
+    fork_prepared: bool = False
     worker_stats: Stats = field(default_factory=Stats)
 
 
@@ -129,6 +130,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         # orcjit_session fixture raises the error again, as the test's error.
         with contextlib.suppress(Exception):
             jit_session(item.config)
+            prepare_fork(item.config)
     from . import isolation
 
     isolation.run_forked(item, nextitem, resolved.timeout)
@@ -292,11 +294,24 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
     """The run's ExecutionSession, created on first use; forked tests inherit it."""
     state = config.stash[STATE]
     if state.session is None:
-        from .api import create_session, prepare_fork
+        from .api import create_session
 
         state.session = create_session()
-        prepare_fork()  # else every forked test that raises pays for tvm-ffi's symbolizer
     return state.session
+
+
+def prepare_fork(config: pytest.Config) -> None:
+    """Prepare the pytest process for forking, once per run, before the first fork.
+
+    Else every forked test that raises pays for tvm-ffi's backtrace symbolizer
+    (see ``pytest_orcjit.api.prepare_fork``).
+    """
+    state = config.stash[STATE]
+    if not state.fork_prepared:
+        from . import api
+
+        api.prepare_fork()
+        state.fork_prepared = True
 
 
 def _probe(command: str, origin: str, kind: str, name: str, cache_dir: Path) -> Compiler:
