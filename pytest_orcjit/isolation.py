@@ -1,22 +1,35 @@
-"""The fork boundary: run one pytest item in a forked child and report back.
+"""The fork boundary: run pytest items in forked children and report back.
 
-``run_forked(item, nextitem, timeout)`` is called by the plugin's
-``pytest_runtest_protocol`` hook in place of pytest's own protocol. The parent
-logs the start of the test, forks, and waits. The child runs pytest's normal
-``runtestprotocol`` (setup, call, teardown, with capture, logging and
-fixtures), turns each report into a dict with ``pytest_report_to_serializable``,
-sends the pickled list through a pipe and leaves with ``os._exit`` (no atexit
-handlers, no finalizers of the parent's objects). The parent rebuilds the
-reports with ``pytest_report_from_serializable`` and logs them, so the terminal,
+``run_forked(item, nextitem, timeout, generation, warning_filters)`` is called
+by the plugin's ``pytest_runtest_protocol`` hook in place of pytest's own
+protocol. The pytest process does not fork per test: the first forked test
+starts a *fork server*, a process forked from pytest at that moment that from
+then on only forks. The server keeps one child forked ahead, waiting for a job.
+For each test the pytest process logs the start, writes the item's index to the
+waiting child and waits; the server forks the next waiting child meanwhile. The
+child runs the item through ``pytest_runtest_protocol`` (so the hook wrappers of
+pytest and other plugins, e.g. the item's ``filterwarnings`` marks, apply to the
+item it runs) with pytest's ``runtestprotocol`` inside: setup, call, teardown,
+with capture, logging and fixtures. It turns each report into a dict with
+``pytest_report_to_serializable``, sends the pickled list through a pipe and
+leaves with ``os._exit`` (no atexit handlers, no finalizers of the parent's
+objects). The pytest process rebuilds the reports with
+``pytest_report_from_serializable`` and logs them, so the terminal,
 ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see what they would see
 without the fork.
 
-The parent reads both pipes while it waits (a large report never blocks the
-child) and goes on as soon as the whole message has arrived; the exiting child
-is reaped before the next fork, so one child at most outlives its test, and only
-by its exit.
+Why a server: after a fork every page either process writes is copied (or at
+least faulted) once. Forking the pytest process per test made it pay the fork
+and those faults on every test; now the fork and the child's exit happen in the
+server's processes, on another core while the pytest process reports, and the
+pytest process pays its copy-on-write faults once per server. The server is a
+snapshot: it is started again whenever the pytest process changed what a child
+would inherit, that is when the plugin's ``generation`` changed (the JIT session
+was made, objects compiled, a test ran in-process) or the fixtures the pytest
+process holds set up changed.
 
-A child that does not report back becomes one failed call report, made by
+The server reports each child's exit status through a pipe; a child that does
+not report back becomes one failed call report, made by
 ``pytest_runtest_makereport`` from a pytrace-less failure, that names the
 cause: a signal ("crashed with signal SIGSEGV (Segmentation fault)"), an early
 exit ("exited with status 3 before reporting", e.g. C ``exit()``) or a timeout
@@ -54,12 +67,12 @@ parametrized wider-scoped fixture that the parent holds with another parameter
 is finished in the child as well as in the parent. The child's teardown sees
 ``nextitem=None`` in ``pytest_runtest_teardown``.
 
-Fork safety: the parent must run no other thread when it forks (the compile
-thread pool is joined before the first test; LLVM runs no threads in our
-configuration; pytest's ``faulthandler_timeout`` starts a watchdog thread in
+Fork safety: the parent must run no other thread when it starts the server (the
+compile thread pool is joined before the first test; LLVM runs no threads in
+our configuration; pytest's ``faulthandler_timeout`` starts a watchdog thread in
 the parent, so use the orcjit timeout instead). The one exception is the I/O
-thread every pytest-xdist worker runs: the child never touches execnet. CUDA
-must not be initialised in the parent: a forked child cannot use a CUDA
+thread every pytest-xdist worker runs: neither server nor child touches execnet.
+CUDA must not be initialised in the parent: a forked child cannot use a CUDA
 context it inherits.
 
 This module imports neither the public API nor the native core.
@@ -80,7 +93,7 @@ import sys
 import time
 import traceback
 import warnings
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -91,30 +104,46 @@ if TYPE_CHECKING:
 CRASH_MESSAGE = "crashed with signal {name} ({description})"
 EXIT_MESSAGE = "exited with status {status} before reporting"
 TIMEOUT_MESSAGE = "timeout after {timeout:g} s"
+SERVER_MESSAGE = "the orcjit fork server exited unexpectedly (wait status {status})"
 STDERR_TAIL_HEADER = "last {lines} lines of stderr:"
 TAIL_LINES = 40
 FRAMES_KEPT = 12  # of each stack dump in the stderr tail
 TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
 
-_HEADER = struct.Struct("<Q")  # length prefix of the child's one message
+_JOB = struct.Struct(
+    "<id"
+)  # server -> child: item index (-1: the item the server started at), timeout
+_PID = struct.Struct("<i")  # child -> parent, first: who took the job
+_HEADER = struct.Struct("<Q")  # child -> parent, then: length of the one message
+_STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
 _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
 _PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
 _THIS_FILE = __file__
 _INTERNAL_ERROR = 70  # child exit status when the fork boundary itself failed
-_EXITING: list[int] = []  # children that reported back and were not reaped yet
+_SERVER = pytest.StashKey["ForkServer"]()
+_CHILD_PLUGIN = "orcjit-forked-child"
 
 
-def run_forked(item: pytest.Item, nextitem: pytest.Item | None, timeout: float | None) -> None:
+def run_forked(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    timeout: float | None,
+    generation: int,
+    warning_filters: list[Any],
+) -> None:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
-    ``timeout`` is in seconds (``None``: wait forever). Never raises for what
-    happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
-    there end the session here too.
+    ``timeout`` is in seconds (``None``: wait forever). ``generation`` changes
+    whenever the pytest process changed what a child inherits (the fork server
+    is then started again); ``warning_filters`` are the filters outside any
+    test, which the child starts from. Never raises for what happens in the
+    child, except that ``pytest.exit()`` and KeyboardInterrupt there end the
+    session here too.
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = _Child.run(item, timeout)
+    result = _server_for(item, generation, warning_filters).run(item, timeout)
     if result.message is None:
         reports = _failure_reports(item, result)
         recorded: list[tuple[Any, ...]] = []
@@ -134,156 +163,205 @@ def run_forked(item: pytest.Item, nextitem: pytest.Item | None, timeout: float |
         if report.when == "teardown":
             report = _teardown_parent(item, nextitem, report)
         ihook.pytest_runtest_logreport(report=report)
-    for warning in recorded:
+    for warning, when, nodeid in recorded:
         ihook.pytest_warning_recorded.call_historic(
             kwargs={
                 "warning_message": warnings.WarningMessage(*warning),
-                "nodeid": item.nodeid,
-                "when": "runtest",
+                "nodeid": nodeid,
+                "when": when,
                 "location": None,
             }
         )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
 
 
-class _Child:
-    """One forked child, seen from the parent: its pipes, its exit and what it sent."""
+def shutdown(config: pytest.Config) -> None:
+    """Stop the run's fork server, if one runs (at the end of the session)."""
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.close()
+        del config.stash[_SERVER]
 
-    def __init__(
-        self, pid: int, reports_fd: int, stderr_fd: int, tee: bool, timeout: float | None
-    ) -> None:
-        self.pid = pid
-        self.timeout = timeout
-        self.fds = {reports_fd: bytearray(), stderr_fd: bytearray()}
-        self.reports_fd, self.stderr_fd, self.tee = reports_fd, stderr_fd, tee
-        self.status: int | None = None  # wait status once reaped
-        self.timed_out = False
-        self.duration = 0.0
-        self.message: dict[str, Any] | None = None  # None: the child did not report back
 
-    @classmethod
-    def run(cls, item: pytest.Item, timeout: float | None) -> _Child:
-        """Fork, run the item in the child, and wait for it in the parent."""
-        capture = item.config.getoption("capture", "no")
+def _server_for(item: pytest.Item, generation: int, warning_filters: list[Any]) -> ForkServer:
+    """The fork server for ``item``: the running one if it is still a faithful snapshot."""
+    config = item.config
+    server = config.stash.get(_SERVER, None)
+    if server is not None and server.serves(item, generation):
+        return server
+    if server is not None:
+        server.close()
+    server = config.stash[_SERVER] = ForkServer(item, generation, warning_filters)
+    return server
+
+
+class ForkServer:
+    """The pytest process's handle on its fork server (see the module docstring).
+
+    Pipes: jobs (parent -> waiting child), frames (child -> parent: its pid,
+    then its message), stderr (child -> parent, when not captured by pytest),
+    status (server -> parent: how each child ended) and a lifeline (the server
+    leaves when it closes).
+    """
+
+    def __init__(self, item: pytest.Item, generation: int, warning_filters: list[Any]) -> None:
+        config, session = item.config, item.session
+        self.generation = generation
+        self.stack = _parent_stack(session)
+        self.start_item = item
+        self.positions = {node: index for index, node in enumerate(session.items)}
         # With --capture=fd pytest's own capture owns fd 2 while the test runs;
         # otherwise the child's fd 2 goes through us so its tail can be reported.
-        redirect = capture != "fd"
-        _flush(item.config)
-        while _EXITING:  # the previous child is gone before this one starts
-            os.waitpid(_EXITING.pop(), 0)
-        reports_r, reports_w = os.pipe()
-        stderr_r, stderr_w = os.pipe()
-        start = time.monotonic()
-        gc.freeze()  # the child's collections then leave the parent's objects (and pages) alone
+        self.tee = config.getoption("capture", "no") != "fd"
+        jobs_r, self.jobs_w = os.pipe()
+        self.frames_r, frames_w = os.pipe()
+        self.stderr_r, stderr_w = os.pipe()
+        self.status_r, status_w = os.pipe()
+        lifeline_r, self.lifeline_w = os.pipe()
+        theirs = (jobs_r, frames_w, stderr_w, status_w, lifeline_r)
+        ours = (self.jobs_w, self.frames_r, self.stderr_r, self.status_r, self.lifeline_w)
+        _flush(config)
+        gc.freeze()  # the server's children then leave the parent's objects (and pages) alone
         try:
-            pid = _fork(item.config)
+            pid = _fork(config)
         except BaseException:
             gc.unfreeze()
-            for fd in (reports_r, reports_w, stderr_r, stderr_w):
+            for fd in theirs + ours:
                 os.close(fd)
             raise
         if pid == 0:
-            os.close(reports_r)
-            os.close(stderr_r)
-            _child_main(item, reports_w, stderr_w, redirect, bool(timeout))
+            for fd in ours:
+                os.close(fd)
+            _serve(item, _Ends(*theirs), self.tee, warning_filters)
         gc.unfreeze()
-        os.close(reports_w)
-        os.close(stderr_w)
-        child = cls(pid, reports_r, stderr_r, tee=redirect, timeout=timeout)
-        try:
-            child._wait()
-        finally:
-            child._close()
-        child.duration = time.monotonic() - start
-        child._parse()
-        return child
+        for fd in theirs:
+            os.close(fd)
+        self.pid = pid
+        self.exit_status: int | None = None  # the server's own, once it is gone
+        for fd in (self.frames_r, self.stderr_r, self.status_r):
+            os.set_blocking(fd, False)
+        self.ended: dict[int, int] = {}  # pid -> wait status, of children not yet matched
 
-    def _wait(self) -> None:
-        """Read both pipes until the child exits; on the deadline terminate, then kill it.
+    def serves(self, item: pytest.Item, generation: int) -> bool:
+        """Whether a child of this server would inherit what a fork of the parent now would."""
+        return (
+            self.exit_status is None
+            and generation == self.generation
+            and _parent_stack(item.session) == self.stack
+            and (item is self.start_item or item in self.positions)
+        )
+
+    def run(self, item: pytest.Item, timeout: float | None) -> _Run:
+        """Hand ``item`` to the waiting child and wait until it reported back or ended."""
+        index = -1 if item is self.start_item else self.positions[item]
+        run = _Run(timeout, tee=self.tee)
+        while run.read_stderr(self.stderr_r) > 0:  # late output of the last child
+            pass
+        run.stderr.clear()
+        self.ended.clear()
+        start = time.monotonic()
+        _write_all(self.jobs_w, _JOB.pack(index, timeout or 0.0))
+        try:
+            self._wait(run)
+        finally:
+            if run.message is None and run.status is None and run.pid is not None:
+                _kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
+        run.duration = time.monotonic() - start
+        return run
+
+    def _wait(self, run: _Run) -> None:
+        """Read the pipes until the child reported or ended; on the deadline terminate, then kill.
 
         Reading while waiting matters: a child writing a large report would
         otherwise block on a full pipe forever.
         """
         poller = select.poll()
-        for fd in self.fds:
-            os.set_blocking(fd, False)
+        for fd in (self.frames_r, self.stderr_r, self.status_r):
             poller.register(fd, select.POLLIN)
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):  # not Linux >= 5.3: poll waitpid instead
-            pidfd = -1
-        else:
-            poller.register(pidfd, select.POLLIN)
-        timeout = self.timeout
-        deadline = time.monotonic() + timeout if timeout else None
+        deadline = time.monotonic() + run.timeout if run.timeout else None
         kill_signal = signal.SIGTERM
-        try:
-            while self.status is None and not self._reported():
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if pidfd < 0:
-                    wait = 0.01 if wait is None else min(wait, 0.01)
-                exited = pidfd < 0
-                for fd, _ in poller.poll(None if wait is None else wait * 1000):
-                    if fd == pidfd:
-                        exited = True
-                    elif self._read(fd) == 0:
-                        poller.unregister(fd)
-                if exited:
-                    pid, status = os.waitpid(self.pid, os.WNOHANG)
-                    if pid:
-                        self.status = status
-                if self.status is None and deadline is not None and time.monotonic() >= deadline:
-                    self.timed_out = True
-                    os.kill(self.pid, kill_signal)
-                    if kill_signal == signal.SIGTERM:
-                        deadline = time.monotonic() + TERMINATE_GRACE
-                        kill_signal = signal.SIGKILL
-                    else:
-                        deadline = None
-            for fd in self.fds:  # what the child wrote just before it reported or exited
-                while self._read(fd) > 0:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = {fd for fd, _ in poller.poll(None if wait is None else wait * 1000)}
+            if self.stderr_r in ready:
+                run.read_stderr(self.stderr_r)
+            if self.frames_r in ready or self.status_r in ready:
+                while _read(self.frames_r, run.frames) > 0:  # all it wrote before it ended
                     pass
-            if self.status is None:  # it reported and is exiting: reap it before the next fork
-                _EXITING.append(self.pid)
-        finally:
-            if self.status is None and not self._reported():  # KeyboardInterrupt or error here
-                os.kill(self.pid, signal.SIGKILL)
-                self.status = os.waitpid(self.pid, 0)[1]
-            if pidfd >= 0:
-                os.close(pidfd)
+            if self.status_r in ready:
+                self._read_statuses()
+            if run.parse():
+                return
+            if run.pid is not None and run.pid in self.ended:
+                run.status = self.ended.pop(run.pid)
+                run.frames.clear()  # a message cut short
+                return
+            if self.exit_status is not None:
+                run.server_status = self.exit_status
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                run.timed_out = True
+                if run.pid is None:  # the server never handed the job out: it is stuck
+                    _kill(self.pid, signal.SIGKILL)
+                    deadline = None
+                    continue
+                _kill(run.pid, kill_signal)
+                if kill_signal == signal.SIGTERM:
+                    deadline = time.monotonic() + TERMINATE_GRACE
+                    kill_signal = signal.SIGKILL
+                else:
+                    deadline = None
 
-    def _reported(self) -> bool:
-        data = self.fds[self.reports_fd]
-        size = _HEADER.size
-        return len(data) >= size and len(data) == size + _HEADER.unpack_from(data)[0]
+    def _read_statuses(self) -> None:
+        data = bytearray()
+        while (got := _read(self.status_r, data)) > 0:
+            pass
+        for offset in range(0, len(data) - len(data) % _STATUS.size, _STATUS.size):
+            pid, status = _STATUS.unpack_from(data, offset)
+            self.ended[pid] = status
+        if got == 0:  # end of file: the server is gone
+            self.exit_status = os.waitpid(self.pid, 0)[1]
 
-    def _read(self, fd: int) -> int:
-        """Read what is there: bytes read, 0 at end of file, -1 if none for now."""
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:  # a grandchild may still hold the pipe open
-            return -1
-        buffer = self.fds[fd]
-        buffer += chunk
-        if fd == self.stderr_fd:
-            if self.tee:
-                _write_all(2, chunk)
-            del buffer[:-_ERR_KEEP]
-        return len(chunk)
-
-    def _close(self) -> None:
-        for fd in self.fds:
+    def close(self) -> None:
+        """Stop the server (it kills its waiting child) and reap it."""
+        for fd in (self.lifeline_w, self.jobs_w, self.frames_r, self.stderr_r, self.status_r):
             os.close(fd)
+        if self.exit_status is None:
+            self.exit_status = os.waitpid(self.pid, 0)[1]
 
-    def _parse(self) -> None:
-        if self._reported():
-            self.message = pickle.loads(memoryview(self.fds[self.reports_fd])[_HEADER.size :])
+
+class _Run:
+    """One test in a child, seen from the parent: what the child sent and how it ended."""
+
+    def __init__(self, timeout: float | None, tee: bool) -> None:
+        self.timeout = timeout
+        self.tee = tee
+        self.frames = bytearray()
+        self.stderr = bytearray()
+        self.pid: int | None = None
+        self.status: int | None = None  # wait status, if it ended without reporting
+        self.server_status: int | None = None  # wait status of the server, if it died
+        self.timed_out = False
+        self.duration = 0.0
+        self.message: dict[str, Any] | None = None  # None: the child did not report back
+
+    def parse(self) -> bool:
+        """Take the child's pid and message out of ``frames``; True once the message is whole."""
+        data = self.frames
+        if self.pid is None and len(data) >= _PID.size:
+            self.pid = _PID.unpack_from(data)[0]
+        start = _PID.size + _HEADER.size
+        if len(data) < start or len(data) != start + _HEADER.unpack_from(data, _PID.size)[0]:
+            return False
+        self.message = pickle.loads(memoryview(data)[start:])
+        return True
 
     def describe(self) -> str:
         """Why the child did not report back, in one line."""
         if self.timed_out:
             return TIMEOUT_MESSAGE.format(timeout=self.timeout)
-        assert self.status is not None
+        if self.status is None:
+            return SERVER_MESSAGE.format(status=self.server_status)
         if os.WIFSIGNALED(self.status):
             signum = os.WTERMSIG(self.status)
             try:
@@ -293,51 +371,178 @@ class _Child:
             return CRASH_MESSAGE.format(name=name, description=signal.strsignal(signum))
         return EXIT_MESSAGE.format(status=os.waitstatus_to_exitcode(self.status))
 
+    def read_stderr(self, fd: int) -> int:
+        """Read the child's stderr (copied to ours when not captured); keep its tail."""
+        start = len(self.stderr)
+        got = _read(fd, self.stderr)
+        if self.tee and got > 0:
+            _write_all(2, self.stderr[start:])
+        del self.stderr[:-_ERR_KEEP]
+        return got
+
     def stderr_text(self) -> str:
-        return self.fds[self.stderr_fd].decode("utf-8", "replace")
+        return self.stderr.decode("utf-8", "replace")
 
 
-def _child_main(
-    item: pytest.Item, reports_fd: int, stderr_fd: int, redirect: bool, dump_on_term: bool
-) -> NoReturn:
-    """The child: run the protocol, send one message, leave. Never returns."""
+class _Ends:
+    """The server's ends of the pipes (see ForkServer)."""
+
+    def __init__(self, jobs: int, frames: int, stderr: int, status: int, lifeline: int) -> None:
+        self.jobs, self.frames, self.stderr, self.status, self.lifeline = (
+            jobs,
+            frames,
+            stderr,
+            status,
+            lifeline,
+        )
+
+
+def _serve(start_item: pytest.Item, ends: _Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
+    """The fork server: keep one child waiting for a job; report how each child ends."""
     status = _INTERNAL_ERROR
     try:
-        if redirect:
-            os.dup2(stderr_fd, 2)
-        if faulthandler.is_enabled():
-            faulthandler.enable(file=stderr_fd, all_threads=True)
-        if dump_on_term:  # a timeout's SIGTERM shows where the test hangs, then kills
-            faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
-        _borrow_parent_nodes(item.session)
-        message: dict[str, Any] = {"reports": [], "warnings": []}
-        reports: list[TestReport] = []
-        with warnings.catch_warnings(record=True) as log:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the running test
+        # Registered once here rather than in each child: registering costs about a millisecond.
+        start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
+        taken_r, taken_w = os.pipe()
+        poller = select.poll()
+        poller.register(ends.lifeline, select.POLLIN)
+        poller.register(taken_r, select.POLLIN)
+        pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
+
+        def fork_waiting() -> None:
+            pid = os.fork()
+            if pid == 0:
+                for fd in (taken_r, ends.status, ends.lifeline):
+                    os.close(fd)
+                _await_job(start_item, ends, taken_w, tee, warning_filters)
             try:
-                # nextitem=None: tear down all this child set up; parent nodes are borrowed.
-                reports = runtestprotocol(item, log=False, nextitem=None)
-            except pytest.exit.Exception as exc:
-                message["exit"] = (exc.msg, exc.returncode)
-            except KeyboardInterrupt:
-                message["interrupted"] = True
-        config = item.config
-        message["reports"] = [
-            config.hook.pytest_report_to_serializable(config=config, report=report)
-            for report in reports
-        ]
-        message["warnings"] = [_warning_to_tuple(w) for w in log]
-        payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        _flush(config)  # all output before the report: the parent goes on once it has it
-        _write_all(reports_fd, _HEADER.pack(len(payload)) + payload)
+                pidfds[pid] = os.pidfd_open(pid)
+                poller.register(pidfds[pid], select.POLLIN)
+            except (AttributeError, OSError):
+                pidfds[pid] = -1
+
+        fork_waiting()
+        while True:
+            polled = any(fd < 0 for fd in pidfds.values())
+            ready = {fd for fd, _ in poller.poll(10 if polled else None)}
+            if ends.lifeline in ready:
+                break
+            if taken_r in ready:
+                os.read(taken_r, 64)
+                fork_waiting()
+            while pidfds:  # report every child that ended
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                pidfd = pidfds.pop(pid, -1)
+                if pidfd >= 0:
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                _write_all(ends.status, _STATUS.pack(pid, wait_status))
+        for pid in pidfds:  # the waiting child, and any child the parent gave up on
+            _kill(pid, signal.SIGKILL)
+        for pid in pidfds:
+            os.waitpid(pid, 0)
         status = 0
     except BaseException:
         with contextlib.suppress(BaseException):
-            _write_all(stderr_fd, traceback.format_exc().encode())
+            _write_all(2, traceback.format_exc().encode())
+    finally:
+        os._exit(status)
+
+
+def _await_job(
+    start_item: pytest.Item, ends: _Ends, taken: int, tee: bool, warning_filters: list[Any]
+) -> NoReturn:
+    """A waiting child: read one job, tell the server it was taken, run it. Never returns."""
+    status = _INTERNAL_ERROR
+    try:
+        job = os.read(ends.jobs, _JOB.size)  # a job is written whole, in one atomic write
+        if len(job) != _JOB.size:  # end of file: the parent closed the server
+            os._exit(0)
+        os.write(taken, b"\0")
+        os.close(taken)
+        os.close(ends.jobs)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        index, timeout = _JOB.unpack(job)
+        item = start_item if index < 0 else start_item.session.items[index]
+        _write_all(ends.frames, _PID.pack(os.getpid()))
+        status = _child_main(item, ends.frames, ends.stderr, tee, timeout > 0, warning_filters)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            _write_all(ends.stderr, traceback.format_exc().encode())
     finally:
         try:
-            _flush(item.config)
+            _flush(start_item.config)
         finally:
             os._exit(status)
+
+
+class _ChildPlugin:
+    """Registered in the fork server: runs a child's item in place and keeps what it reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[TestReport] = []
+        self.warnings: list[tuple[Any, ...]] = []
+        self.recording = False  # registering replays the parent's earlier warnings: skip those
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> bool:
+        # nextitem=None: tear down all this child set up; parent nodes are borrowed.
+        self.reports = runtestprotocol(item, log=False, nextitem=None)
+        return True
+
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str
+    ) -> None:
+        if self.recording:
+            self.warnings.append((_warning_to_tuple(warning_message), when, nodeid))
+
+
+def _child_main(
+    item: pytest.Item,
+    frames_fd: int,
+    stderr_fd: int,
+    redirect: bool,
+    dump_on_term: bool,
+    warning_filters: list[Any],
+) -> int:
+    """The child: run the item's protocol, send one message; returns the exit status."""
+    if redirect:
+        os.dup2(stderr_fd, 2)
+    if faulthandler.is_enabled():
+        faulthandler.enable(file=stderr_fd, all_threads=True)
+    if dump_on_term:  # a timeout's SIGTERM shows where the test hangs, then kills
+        faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
+    _borrow_parent_nodes(item.session)
+    # The server may have been forked inside another item's warning context.
+    warnings.filters = list(warning_filters)  # type: ignore[attr-defined]
+    warnings._filters_mutated()  # type: ignore[attr-defined]
+    config = item.config
+    plugin = cast(_ChildPlugin, config.pluginmanager.get_plugin(_CHILD_PLUGIN))
+    plugin.recording = True
+    message: dict[str, Any] = {}
+    try:
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+    except pytest.exit.Exception as exc:
+        message["exit"] = (exc.msg, exc.returncode)
+    except KeyboardInterrupt:
+        message["interrupted"] = True
+    message["reports"] = [
+        config.hook.pytest_report_to_serializable(config=config, report=report)
+        for report in plugin.reports
+    ]
+    message["warnings"] = plugin.warnings
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    _flush(config)  # all output before the report: the parent goes on once it has it
+    _write_all(frames_fd, _HEADER.pack(len(payload)) + payload)
+    return 0
+
+
+def _parent_stack(session: pytest.Session) -> tuple[Any, ...]:
+    """The nodes the pytest process holds set up (their fixtures are what children share)."""
+    return tuple(session._setupstate.stack)
 
 
 def _borrow_parent_nodes(session: pytest.Session) -> None:
@@ -374,7 +579,7 @@ def _teardown_parent(
     return report
 
 
-def _failure_reports(item: pytest.Item, child: _Child) -> list[TestReport]:
+def _failure_reports(item: pytest.Item, child: _Run) -> list[TestReport]:
     """The reports of a child that died, timed out or exited without reporting back."""
     sections: list[tuple[str, str]] = []
     stderr = ""
@@ -489,10 +694,25 @@ def _flush(config: pytest.Config) -> None:
             pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
             select.select([], [fd], [])
+
+
+def _read(fd: int, buffer: bytearray) -> int:
+    """Append what ``fd`` has to ``buffer``: bytes read, 0 at end of file, -1 if none for now."""
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except BlockingIOError:  # a grandchild may still hold the pipe open
+        return -1
+    buffer += chunk
+    return len(chunk)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

@@ -69,6 +69,11 @@ class State:
     session: ExecutionSession | None = None
     fork_prepared: bool = False
     worker_stats: Stats = field(default_factory=Stats)
+    generation: int = 0
+    """Changes whenever the pytest process changes what a forked test inherits."""
+    warning_filters: list[Any] = field(default_factory=list)
+    """The warning filters outside any test, which forked tests start from."""
+    forked: bool = False
 
 
 STATE = pytest.StashKey[State]()
@@ -117,10 +122,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    session.config.stash[STATE].warning_filters = list(warnings.filters)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """Run the item in a forked child when its isolation is ``fork``."""
+    state = item.config.stash[STATE]
     resolved = item_settings(item)
     if isinstance(resolved, str) or resolved.isolation != "fork":
+        state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
     fixtures = getattr(item, "fixturenames", ())
     if "orcjit_objects" in fixtures:
@@ -133,7 +145,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             prepare_fork(item.config)
     from . import isolation
 
-    isolation.run_forked(item, nextitem, resolved.timeout)
+    state.forked = True
+    isolation.run_forked(item, nextitem, resolved.timeout, state.generation, state.warning_filters)
     return True
 
 
@@ -176,6 +189,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
+    if state is not None and state.forked:
+        from . import isolation
+
+        isolation.shutdown(config)
     if state is not None and state.session is not None:
         state.session.close()
         state.session = None
@@ -268,6 +285,7 @@ def compile_units(config: pytest.Config, units: Sequence[Unit]) -> dict[Unit, Ou
     missing = [unit for unit in units if unit not in state.outcomes]
     if missing:
         state.outcomes.update(builder(config).compile_many(missing, state.settings.jobs))
+        state.generation += 1
     outcomes = {unit: state.outcomes[unit] for unit in units}
     for outcome in outcomes.values():
         for note in outcome.notes:
@@ -297,6 +315,7 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
         from .api import create_session
 
         state.session = create_session()
+        state.generation += 1
     return state.session
 
 
@@ -312,6 +331,7 @@ def prepare_fork(config: pytest.Config) -> None:
 
         api.prepare_fork()
         state.fork_prepared = True
+        state.generation += 1
 
 
 def _probe(command: str, origin: str, kind: str, name: str, cache_dir: Path) -> Compiler:

@@ -7,6 +7,7 @@ orcjit fixtures are forked with ``@pytest.mark.orcjit(isolation="fork")``.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
@@ -458,6 +459,76 @@ def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
     assert result.ret == 7
     result.stdout.fnmatch_lines(["*1 failed*"])
     result.stdout.no_fnmatch_line("*1 passed*")
+
+
+def test_each_forked_test_gets_its_own_warning_filters(pytester: pytest.Pytester) -> None:
+    # Children come from one fork server, itself forked inside the first test's warning
+    # context: the second test must not inherit the first one's "error" filter.
+    make_tests(
+        pytester,
+        """
+        import warnings
+
+        @pytest.mark.filterwarnings("error::UserWarning")
+        def test_strict():
+            with pytest.raises(UserWarning):
+                warnings.warn("raised here")
+
+        def test_lenient():
+            warnings.warn("only recorded here")
+
+        @pytest.mark.filterwarnings("ignore::UserWarning")
+        def test_ignores():
+            warnings.warn("not shown")
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_lenient*", "*UserWarning: only recorded here"])
+    result.stdout.no_fnmatch_line("*not shown*")
+
+
+def test_forked_tests_see_the_parent_as_it_is_when_they_start(pytester: pytest.Pytester) -> None:
+    # An in-process test changes what later forked tests inherit; a forked test's changes
+    # stay in its child, and the next forked test starts from the pytest process again.
+    make_tests(
+        pytester,
+        """
+        import os
+
+        STATE = []
+
+        @pytest.mark.orcjit(isolation="none")
+        def test_in_process_first():  # the module stays set up in the pytest process
+            pass
+
+        def test_forked_first():
+            STATE.append("forked")
+
+        def test_forked_sees_nothing_of_the_first():
+            assert STATE == []
+
+        @pytest.mark.orcjit(isolation="none")
+        def test_in_process():
+            STATE.append("in-process")
+
+        def test_forked_after():
+            assert STATE == ["in-process"]
+            STATE.append("forked")
+
+        def test_forked_last():
+            assert STATE == ["in-process"]
+            with open("server.pid", "w") as f:
+                f.write(str(os.getppid()))
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    # The fork server (the forked tests' parent) is gone once the run is over.
+    server = int((pytester.path / "server.pid").read_text())
+    assert server > 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)
 
 
 def test_condense_frames_keeps_the_test_and_drops_pytest() -> None:

@@ -105,7 +105,7 @@ import sys, types
 import pytest_orcjit
 from _pytest.runner import runtestprotocol
 
-def run_forked(item, nextitem, timeout):
+def run_forked(item, nextitem, timeout, generation, warning_filters):
     print(f"\\nFORKED {item.name} timeout={timeout}")
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     runtestprotocol(item, nextitem=nextitem)
@@ -113,6 +113,7 @@ def run_forked(item, nextitem, timeout):
 
 fake = types.ModuleType("pytest_orcjit.isolation")
 fake.run_forked = run_forked
+fake.shutdown = lambda config: None
 sys.modules["pytest_orcjit.isolation"] = fake
 pytest_orcjit.isolation = fake
 """
