@@ -97,6 +97,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 from _pytest.runner import runtestprotocol
+from _pytest.skipping import evaluate_xfail_marks, xfailed_key
 
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
@@ -598,7 +599,11 @@ def _failure_reports(item: pytest.Item, child: _Run) -> list[TestReport]:
         header = STDERR_TAIL_HEADER.format(lines=len(tail))
         longrepr = "\n".join([longrepr, "", header, *tail])
     # Made by pytest's own hook from a pytrace-less failure: the message is the
-    # whole longrepr and shows in the short summary on pytest 8 and 9 alike.
+    # whole longrepr and shows in the short summary on pytest 8 and 9 alike. An
+    # xfail mark (evaluated in the child, which is gone) makes it xfailed, as it
+    # would any other failure of the test.
+    with contextlib.suppress(Exception):  # a bad condition already failed the child's setup
+        item.stash[xfailed_key] = evaluate_xfail_marks(item)
     call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), "call")
     crash: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     stop = time.time()

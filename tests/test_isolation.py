@@ -461,6 +461,41 @@ def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*1 passed*")
 
 
+def test_a_crash_in_an_xfail_test_is_xfailed(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import os
+
+        @pytest.mark.xfail(reason="crashes until fixed")
+        def test_known_crash():
+            os.abort()
+
+        @pytest.mark.xfail(reason="crashes until fixed", strict=True)
+        def test_known_crash_strict():
+            os.abort()
+
+        @pytest.mark.xfail(raises=ValueError)
+        def test_expects_another_failure():
+            os.abort()
+
+        @pytest.mark.xfail(False, reason="condition false")
+        def test_not_xfailed():
+            os.abort()
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rxf")
+    result.assert_outcomes(xfailed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "XFAIL *test_known_crash - crashes until fixed",
+            "XFAIL *test_known_crash_strict - crashes until fixed",
+            failed_line("test_expects_another_failure", crash_line(signal.SIGABRT)),
+            failed_line("test_not_xfailed", crash_line(signal.SIGABRT)),
+        ]
+    )
+
+
 def test_each_forked_test_gets_its_own_warning_filters(pytester: pytest.Pytester) -> None:
     # Children come from one fork server, itself forked inside the first test's warning
     # context: the second test must not inherit the first one's "error" filter.
