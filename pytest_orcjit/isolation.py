@@ -11,8 +11,9 @@ child runs the item through ``pytest_runtest_protocol`` (so the hook wrappers of
 pytest and other plugins, e.g. the item's ``filterwarnings`` marks, apply to the
 item it runs) with pytest's ``runtestprotocol`` inside: setup, call, teardown,
 with capture, logging and fixtures. It turns each report into a dict with
-``pytest_report_to_serializable``, sends the pickled list through a pipe and
-leaves with ``os._exit`` (no atexit handlers, no finalizers of the parent's
+``pytest_report_to_serializable`` and sends it, pickled, through a pipe as soon
+as it is made; after the teardown it sends its warnings and leaves with
+``os._exit`` (no atexit handlers, no finalizers of the parent's
 objects). The pytest process rebuilds the reports with
 ``pytest_report_from_serializable`` and logs them, so the terminal,
 ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see what they would see
@@ -28,10 +29,11 @@ would inherit, that is when the plugin's ``generation`` changed (the JIT session
 was made, objects compiled, a test ran in-process) or the fixtures the pytest
 process holds set up changed.
 
-The server reports each child's exit status through a pipe; a child that does
-not report back becomes one failed call report, made by
-``pytest_runtest_makereport`` from a pytrace-less failure, that names the
-cause: a signal ("crashed with signal SIGSEGV (Segmentation fault)"), an early
+The server reports each child's exit status through a pipe. A child that ends
+before its last message fails the phase it was in (setup if it sent no report,
+the call after a setup that passed, else the teardown) with a report made by
+``pytest_runtest_makereport`` from a pytrace-less failure (so an ``xfail`` mark
+applies), that names the cause: a signal ("crashed with signal SIGSEGV (Segmentation fault)"), an early
 exit ("exited with status 3 before reporting", e.g. C ``exit()``) or a timeout
 ("timeout after 2 s": SIGTERM, then SIGKILL after a grace of one second). Its
 longrepr ends with the last lines the child wrote to stderr, stack dumps
@@ -93,7 +95,8 @@ import sys
 import time
 import traceback
 import warnings
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -115,7 +118,7 @@ _JOB = struct.Struct(
     "<id"
 )  # server -> child: item index (-1: the item the server started at), timeout
 _PID = struct.Struct("<i")  # child -> parent, first: who took the job
-_HEADER = struct.Struct("<Q")  # child -> parent, then: length of the one message
+_HEADER = struct.Struct("<Q")  # child -> parent, then: the length of each message
 _STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
 _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
@@ -144,26 +147,25 @@ def run_forked(
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    result = _server_for(item, generation, warning_filters).run(item, timeout)
-    if result.message is None:
-        reports = _failure_reports(item, result)
-        recorded: list[tuple[Any, ...]] = []
-    else:
-        if result.message.get("interrupted"):
-            raise KeyboardInterrupt
-        if result.message.get("exit"):
-            msg, returncode = result.message["exit"]
-            pytest.exit(msg, returncode)
-        config = item.config
-        reports = [
-            config.hook.pytest_report_from_serializable(config=config, data=data)
-            for data in result.message["reports"]
-        ]
-        recorded = result.message["warnings"]
+    run = _server_for(item, generation, warning_filters).run(item, timeout)
+    config = item.config
+    reports = [
+        config.hook.pytest_report_from_serializable(config=config, data=data)
+        for data in run.reports
+    ]
+    if run.end is None:
+        reports += _failure_reports(item, run, reports)
     for report in reports:
         if report.when == "teardown":
             report = _teardown_parent(item, nextitem, report)
         ihook.pytest_runtest_logreport(report=report)
+    end = run.end or {}
+    if end.get("interrupted"):
+        raise KeyboardInterrupt
+    if end.get("exit"):
+        msg, returncode = end["exit"]
+        pytest.exit(msg, returncode)
+    recorded: list[tuple[Any, ...]] = end.get("warnings", [])
     for warning, when, nodeid in recorded:
         ihook.pytest_warning_recorded.call_historic(
             kwargs={
@@ -265,7 +267,7 @@ class ForkServer:
         try:
             self._wait(run)
         finally:
-            if run.message is None and run.status is None and run.pid is not None:
+            if run.end is None and run.status is None and run.pid is not None:
                 _kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
         run.duration = time.monotonic() - start
         return run
@@ -294,8 +296,7 @@ class ForkServer:
             if run.parse():
                 return
             if run.pid is not None and run.pid in self.ended:
-                run.status = self.ended.pop(run.pid)
-                run.frames.clear()  # a message cut short
+                run.status = self.ended.pop(run.pid)  # what it sent in full is parsed
                 return
             if self.exit_status is not None:
                 run.server_status = self.exit_status
@@ -344,18 +345,28 @@ class _Run:
         self.server_status: int | None = None  # wait status of the server, if it died
         self.timed_out = False
         self.duration = 0.0
-        self.message: dict[str, Any] | None = None  # None: the child did not report back
+        self.reports: list[dict[str, Any]] = []  # serialized, each sent once it was made
+        self.end: dict[str, Any] | None = None  # the last message; None: the child ended early
+        self._parsed = 0  # bytes of ``frames`` taken so far
 
     def parse(self) -> bool:
-        """Take the child's pid and message out of ``frames``; True once the message is whole."""
+        """Take the child's pid and whole messages out of ``frames``; True after the last one."""
         data = self.frames
         if self.pid is None and len(data) >= _PID.size:
             self.pid = _PID.unpack_from(data)[0]
-        start = _PID.size + _HEADER.size
-        if len(data) < start or len(data) != start + _HEADER.unpack_from(data, _PID.size)[0]:
-            return False
-        self.message = pickle.loads(memoryview(data)[start:])
-        return True
+            self._parsed = _PID.size
+        while self.pid is not None and len(data) - self._parsed >= _HEADER.size:
+            start = self._parsed + _HEADER.size
+            stop = start + _HEADER.unpack_from(data, self._parsed)[0]
+            if len(data) < stop:
+                break
+            message = pickle.loads(memoryview(data)[start:stop])
+            self._parsed = stop
+            if "report" in message:
+                self.reports.append(message["report"])
+            else:
+                self.end = message
+        return self.end is not None
 
     def describe(self) -> str:
         """Why the child did not report back, in one line."""
@@ -484,20 +495,31 @@ class _ChildPlugin:
     """Registered in the fork server: runs a child's item in place and keeps what it reports."""
 
     def __init__(self) -> None:
-        self.reports: list[TestReport] = []
-        self.warnings: list[tuple[Any, ...]] = []
-        self.recording = False  # registering replays the parent's earlier warnings: skip those
+        self.frames = -1  # the pipe to the parent, once in a child
+        self.warnings: list[tuple[Any, ...]] = []  # registering replays the parent's: not those
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> bool:
         # nextitem=None: tear down all this child set up; parent nodes are borrowed.
-        self.reports = runtestprotocol(item, log=False, nextitem=None)
+        runtestprotocol(item, log=False, nextitem=None)
         return True
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item
+    ) -> Generator[None, TestReport, TestReport]:
+        """Send each report once it is made: if a later phase crashes, the earlier ones stand."""
+        report = yield
+        if self.frames >= 0:
+            config = item.config
+            data = config.hook.pytest_report_to_serializable(config=config, report=report)
+            _send(self.frames, {"report": data})
+        return report
 
     def pytest_warning_recorded(
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str
     ) -> None:
-        if self.recording:
+        if self.frames >= 0:
             self.warnings.append((_warning_to_tuple(warning_message), when, nodeid))
 
 
@@ -522,23 +544,24 @@ def _child_main(
     warnings._filters_mutated()  # type: ignore[attr-defined]
     config = item.config
     plugin = cast(_ChildPlugin, config.pluginmanager.get_plugin(_CHILD_PLUGIN))
-    plugin.recording = True
-    message: dict[str, Any] = {}
+    plugin.frames = frames_fd
+    end: dict[str, Any] = {}
     try:
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
     except pytest.exit.Exception as exc:
-        message["exit"] = (exc.msg, exc.returncode)
+        end["exit"] = (exc.msg, exc.returncode)
     except KeyboardInterrupt:
-        message["interrupted"] = True
-    message["reports"] = [
-        config.hook.pytest_report_to_serializable(config=config, report=report)
-        for report in plugin.reports
-    ]
-    message["warnings"] = plugin.warnings
-    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    _flush(config)  # all output before the report: the parent goes on once it has it
-    _write_all(frames_fd, _HEADER.pack(len(payload)) + payload)
+        end["interrupted"] = True
+    end["warnings"] = plugin.warnings
+    _flush(config)  # all output before the last message: the parent goes on once it has it
+    _send(frames_fd, end)
     return 0
+
+
+def _send(fd: int, message: dict[str, Any]) -> None:
+    """One message of a child to the parent: its length, then the pickled dict."""
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    _write_all(fd, _HEADER.pack(len(payload)) + payload)
 
 
 def _parent_stack(session: pytest.Session) -> tuple[Any, ...]:
@@ -580,8 +603,19 @@ def _teardown_parent(
     return report
 
 
-def _failure_reports(item: pytest.Item, child: _Run) -> list[TestReport]:
-    """The reports of a child that died, timed out or exited without reporting back."""
+def _failure_reports(item: pytest.Item, child: _Run, done: list[TestReport]) -> list[TestReport]:
+    """The reports that complete ``done`` for a child that died, timed out or exited early.
+
+    The phase it was in fails: setup when it sent nothing, the call after a
+    setup that passed, else the teardown.
+    """
+    when: Literal["setup", "call", "teardown"]
+    if not done:
+        when = "setup"
+    elif done[-1].when == "setup" and done[-1].passed:
+        when = "call"
+    else:
+        when = "teardown"
     sections: list[tuple[str, str]] = []
     stderr = ""
     capman = item.config.pluginmanager.getplugin("capturemanager")
@@ -589,11 +623,11 @@ def _failure_reports(item: pytest.Item, child: _Run) -> list[TestReport]:
         # With --capture=fd the dead child's output is still in pytest's capture files.
         out, stderr = capman.read_global_capture()
         if out:
-            sections.append(("Captured stdout call", out))
+            sections.append((f"Captured stdout {when}", out))
     lines = _condense_frames((stderr + child.stderr_text()).splitlines())
     tail = lines[-TAIL_LINES:]
     if len(tail) < len(lines) and stderr:
-        sections.append(("Captured stderr call", stderr))
+        sections.append((f"Captured stderr {when}", stderr))
     longrepr = child.describe()
     if tail:
         header = STDERR_TAIL_HEADER.format(lines=len(tail))
@@ -604,11 +638,13 @@ def _failure_reports(item: pytest.Item, child: _Run) -> list[TestReport]:
     # would any other failure of the test.
     with contextlib.suppress(Exception):  # a bad condition already failed the child's setup
         item.stash[xfailed_key] = evaluate_xfail_marks(item)
-    call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), "call")
+    call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), when)
     crash: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     stop = time.time()
-    crash.sections.extend(sections)
+    crash.sections = [*crash.sections, *sections]
     crash.duration, crash.start, crash.stop = child.duration, stop - child.duration, stop
+    if when == "teardown":
+        return [crash]
     teardown = pytest.TestReport(
         nodeid=item.nodeid,
         location=item.location,

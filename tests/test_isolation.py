@@ -461,6 +461,48 @@ def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*1 passed*")
 
 
+def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import os
+
+        @pytest.fixture
+        def crashes_in_setup():
+            os.abort()
+
+        @pytest.fixture
+        def crashes_in_teardown():
+            yield
+            os.abort()
+
+        def test_setup_crash(crashes_in_setup):
+            pass
+
+        def test_teardown_crash(crashes_in_teardown):
+            pass
+
+        def test_call_crash():
+            os.abort()
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    # The test whose teardown crashed passed its call: that report came back before the crash.
+    result.assert_outcomes(passed=1, failed=1, errors=2)
+    crash = crash_line(signal.SIGABRT)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_setup_crash*",
+            crash,
+            "*ERROR at teardown of test_teardown_crash*",
+            crash,
+            "*_ test_call_crash _*",
+            crash,
+        ]
+    )
+    result.stdout.fnmatch_lines(["PASSED *test_teardown_crash"])
+
+
 def test_a_crash_in_an_xfail_test_is_xfailed(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
