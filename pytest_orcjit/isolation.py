@@ -1,23 +1,17 @@
-"""The fork boundary: run pytest items in forked children and report back.
+"""The fork boundary, seen from the pytest process: run items in forked children.
 
 ``run_forked(item, nextitem, timeout, generation, warning_filters)`` is called
 by the plugin's ``pytest_runtest_protocol`` hook in place of pytest's own
 protocol. The pytest process does not fork per test: the first forked test
-starts a *fork server*, a process forked from pytest at that moment that from
-then on only forks. The server keeps one child forked ahead, waiting for a job.
-For each test the pytest process logs the start, writes the item's index to the
-waiting child and waits; the server forks the next waiting child meanwhile. The
-child runs the item through ``pytest_runtest_protocol`` (so the hook wrappers of
-pytest and other plugins, e.g. the item's ``filterwarnings`` marks, apply to the
-item it runs) with pytest's ``runtestprotocol`` inside: setup, call, teardown,
-with capture, logging and fixtures. It turns each report into a dict with
-``pytest_report_to_serializable`` and sends it, pickled, through a pipe as soon
-as it is made; after the teardown it sends its warnings and leaves with
-``os._exit`` (no atexit handlers, no finalizers of the parent's
-objects). The pytest process rebuilds the reports with
-``pytest_report_from_serializable`` and logs them, so the terminal,
-``-x``/``--maxfail``, ``--lf``, junitxml and xdist see what they would see
-without the fork.
+starts a *fork server* (:mod:`pytest_orcjit.forkserver`, the far side of the
+boundary), a process forked from pytest at that moment that from then on only
+forks, and keeps one child forked ahead, waiting for a job. For each test the
+pytest process logs the start, writes the item's index to the waiting child
+and reads what it sends: each report, serialized with
+``pytest_report_to_serializable`` as soon as it is made, then its warnings.
+It rebuilds the reports with ``pytest_report_from_serializable`` and logs
+them, so the terminal, ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see
+what they would see without the fork.
 
 Why a server: after a fork every page either process writes is copied (or at
 least faulted) once. Forking the pytest process per test made it pay the fork
@@ -33,18 +27,19 @@ The server reports each child's exit status through a pipe. A child that ends
 before its last message fails the phase it was in (setup if it sent no report,
 the call after a setup that passed, else the teardown) with a report made by
 ``pytest_runtest_makereport`` from a pytrace-less failure (so an ``xfail`` mark
-applies), that names the cause: a signal ("crashed with signal SIGSEGV (Segmentation fault)"), an early
-exit ("exited with status 3 before reporting", e.g. C ``exit()``) or a timeout
-("timeout after 2 s": SIGTERM, then SIGKILL after a grace of one second). Its
-longrepr ends with the last lines the child wrote to stderr, stack dumps
-trimmed to the frames that matter: faulthandler's Python traceback (dumped on
-the crash, or on the SIGTERM of a timeout) and any native backtrace. Where the
-stderr comes from: with ``--capture=fd`` (pytest's default) what the test
-wrote is still in pytest's capture files and is read from there (stdout
-becomes a "Captured stdout call" section); otherwise (``-s``,
-``--capture=sys``) the child's fd 2 is a pipe the parent copies to its own
-stderr as it arrives and keeps the tail of. With ``--capture=sys`` what Python
-code wrote to ``sys.stderr`` lives in the child's memory and dies with it.
+applies), that names the cause: a signal ("crashed with signal SIGSEGV
+(Segmentation fault)"), an early exit ("exited with status 3 before
+reporting", e.g. C ``exit()``) or a timeout ("timeout after 2 s": SIGTERM, then
+SIGKILL after a grace of one second). Its longrepr ends with the last lines the
+child wrote to stderr, stack dumps trimmed to the frames that matter:
+faulthandler's Python traceback (dumped on the crash, or on the SIGTERM of a
+timeout) and any native backtrace. Where the stderr comes from: with
+``--capture=fd`` (pytest's default) what the test wrote is still in pytest's
+capture files and is read from there (stdout becomes a "Captured stdout"
+section); otherwise (``-s``, ``--capture=sys``) the child's fd 2 is a pipe the
+parent copies to its own stderr as it arrives and keeps the tail of. With
+``--capture=sys`` what Python code wrote to ``sys.stderr`` lives in the
+child's memory and dies with it.
 
 What crosses the fork, and what does not:
 
@@ -83,24 +78,22 @@ This module imports neither the public API nor the native core.
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import gc
 import os
 import pickle
 import re
 import select
 import signal
-import struct
 import sys
 import time
-import traceback
 import warnings
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
-from _pytest.runner import runtestprotocol
 from _pytest.skipping import evaluate_xfail_marks, xfailed_key
+
+from . import forkserver
+from .forkserver import HEADER, JOB, PID, STATUS, flush, kill, read_into, write_all
 
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
@@ -114,19 +107,11 @@ TAIL_LINES = 40
 FRAMES_KEPT = 12  # of each stack dump in the stderr tail
 TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
 
-_JOB = struct.Struct(
-    "<id"
-)  # server -> child: item index (-1: the item the server started at), timeout
-_PID = struct.Struct("<i")  # child -> parent, first: who took the job
-_HEADER = struct.Struct("<Q")  # child -> parent, then: the length of each message
-_STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
 _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
 _PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
-_THIS_FILE = __file__
-_INTERNAL_ERROR = 70  # child exit status when the fork boundary itself failed
+_BOUNDARY_FILES = (__file__, forkserver.__file__)  # frames of the fork boundary
 _SERVER = pytest.StashKey["ForkServer"]()
-_CHILD_PLUGIN = "orcjit-forked-child"
 
 
 def run_forked(
@@ -223,7 +208,7 @@ class ForkServer:
         lifeline_r, self.lifeline_w = os.pipe()
         theirs = (jobs_r, frames_w, stderr_w, status_w, lifeline_r)
         ours = (self.jobs_w, self.frames_r, self.stderr_r, self.status_r, self.lifeline_w)
-        _flush(config)
+        flush(config)
         gc.freeze()  # the server's children then leave the parent's objects (and pages) alone
         try:
             pid = _fork(config)
@@ -235,7 +220,7 @@ class ForkServer:
         if pid == 0:
             for fd in ours:
                 os.close(fd)
-            _serve(item, _Ends(*theirs), self.tee, warning_filters)
+            forkserver.serve(item, forkserver.Ends(*theirs), self.tee, warning_filters)
         gc.unfreeze()
         for fd in theirs:
             os.close(fd)
@@ -263,12 +248,12 @@ class ForkServer:
         run.stderr.clear()
         self.ended.clear()
         start = time.monotonic()
-        _write_all(self.jobs_w, _JOB.pack(index, timeout or 0.0))
+        write_all(self.jobs_w, JOB.pack(index, timeout or 0.0))
         try:
             self._wait(run)
         finally:
             if run.end is None and run.status is None and run.pid is not None:
-                _kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
+                kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
         run.duration = time.monotonic() - start
         return run
 
@@ -289,7 +274,7 @@ class ForkServer:
             if self.stderr_r in ready:
                 run.read_stderr(self.stderr_r)
             if self.frames_r in ready or self.status_r in ready:
-                while _read(self.frames_r, run.frames) > 0:  # all it wrote before it ended
+                while read_into(self.frames_r, run.frames) > 0:  # all it wrote before it ended
                     pass
             if self.status_r in ready:
                 self._read_statuses()
@@ -304,10 +289,10 @@ class ForkServer:
             if deadline is not None and time.monotonic() >= deadline:
                 run.timed_out = True
                 if run.pid is None:  # the server never handed the job out: it is stuck
-                    _kill(self.pid, signal.SIGKILL)
+                    kill(self.pid, signal.SIGKILL)
                     deadline = None
                     continue
-                _kill(run.pid, kill_signal)
+                kill(run.pid, kill_signal)
                 if kill_signal == signal.SIGTERM:
                     deadline = time.monotonic() + TERMINATE_GRACE
                     kill_signal = signal.SIGKILL
@@ -316,10 +301,10 @@ class ForkServer:
 
     def _read_statuses(self) -> None:
         data = bytearray()
-        while (got := _read(self.status_r, data)) > 0:
+        while (got := read_into(self.status_r, data)) > 0:
             pass
-        for offset in range(0, len(data) - len(data) % _STATUS.size, _STATUS.size):
-            pid, status = _STATUS.unpack_from(data, offset)
+        for offset in range(0, len(data) - len(data) % STATUS.size, STATUS.size):
+            pid, status = STATUS.unpack_from(data, offset)
             self.ended[pid] = status
         if got == 0:  # end of file: the server is gone
             self.exit_status = os.waitpid(self.pid, 0)[1]
@@ -352,12 +337,12 @@ class _Run:
     def parse(self) -> bool:
         """Take the child's pid and whole messages out of ``frames``; True after the last one."""
         data = self.frames
-        if self.pid is None and len(data) >= _PID.size:
-            self.pid = _PID.unpack_from(data)[0]
-            self._parsed = _PID.size
-        while self.pid is not None and len(data) - self._parsed >= _HEADER.size:
-            start = self._parsed + _HEADER.size
-            stop = start + _HEADER.unpack_from(data, self._parsed)[0]
+        if self.pid is None and len(data) >= PID.size:
+            self.pid = PID.unpack_from(data)[0]
+            self._parsed = PID.size
+        while self.pid is not None and len(data) - self._parsed >= HEADER.size:
+            start = self._parsed + HEADER.size
+            stop = start + HEADER.unpack_from(data, self._parsed)[0]
             if len(data) < stop:
                 break
             message = pickle.loads(memoryview(data)[start:stop])
@@ -386,9 +371,9 @@ class _Run:
     def read_stderr(self, fd: int) -> int:
         """Read the child's stderr (copied to ours when not captured); keep its tail."""
         start = len(self.stderr)
-        got = _read(fd, self.stderr)
+        got = read_into(fd, self.stderr)
         if self.tee and got > 0:
-            _write_all(2, self.stderr[start:])
+            write_all(2, self.stderr[start:])
         del self.stderr[:-_ERR_KEEP]
         return got
 
@@ -396,190 +381,9 @@ class _Run:
         return self.stderr.decode("utf-8", "replace")
 
 
-class _Ends:
-    """The server's ends of the pipes (see ForkServer)."""
-
-    def __init__(self, jobs: int, frames: int, stderr: int, status: int, lifeline: int) -> None:
-        self.jobs, self.frames, self.stderr, self.status, self.lifeline = (
-            jobs,
-            frames,
-            stderr,
-            status,
-            lifeline,
-        )
-
-
-def _serve(start_item: pytest.Item, ends: _Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
-    """The fork server: keep one child waiting for a job; report how each child ends."""
-    status = _INTERNAL_ERROR
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the running test
-        # Registered once here rather than in each child: registering costs about a millisecond.
-        start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
-        taken_r, taken_w = os.pipe()
-        poller = select.poll()
-        poller.register(ends.lifeline, select.POLLIN)
-        poller.register(taken_r, select.POLLIN)
-        pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
-
-        def fork_waiting() -> None:
-            pid = os.fork()
-            if pid == 0:
-                for fd in (taken_r, ends.status, ends.lifeline):
-                    os.close(fd)
-                _await_job(start_item, ends, taken_w, tee, warning_filters)
-            try:
-                pidfds[pid] = os.pidfd_open(pid)
-                poller.register(pidfds[pid], select.POLLIN)
-            except (AttributeError, OSError):
-                pidfds[pid] = -1
-
-        fork_waiting()
-        while True:
-            polled = any(fd < 0 for fd in pidfds.values())
-            ready = {fd for fd, _ in poller.poll(10 if polled else None)}
-            if ends.lifeline in ready:
-                break
-            if taken_r in ready:
-                os.read(taken_r, 64)
-                fork_waiting()
-            while pidfds:  # report every child that ended
-                pid, wait_status = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-                pidfd = pidfds.pop(pid, -1)
-                if pidfd >= 0:
-                    poller.unregister(pidfd)
-                    os.close(pidfd)
-                _write_all(ends.status, _STATUS.pack(pid, wait_status))
-        for pid in pidfds:  # the waiting child, and any child the parent gave up on
-            _kill(pid, signal.SIGKILL)
-        for pid in pidfds:
-            os.waitpid(pid, 0)
-        status = 0
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            _write_all(2, traceback.format_exc().encode())
-    finally:
-        os._exit(status)
-
-
-def _await_job(
-    start_item: pytest.Item, ends: _Ends, taken: int, tee: bool, warning_filters: list[Any]
-) -> NoReturn:
-    """A waiting child: read one job, tell the server it was taken, run it. Never returns."""
-    status = _INTERNAL_ERROR
-    try:
-        job = os.read(ends.jobs, _JOB.size)  # a job is written whole, in one atomic write
-        if len(job) != _JOB.size:  # end of file: the parent closed the server
-            os._exit(0)
-        os.write(taken, b"\0")
-        os.close(taken)
-        os.close(ends.jobs)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        index, timeout = _JOB.unpack(job)
-        item = start_item if index < 0 else start_item.session.items[index]
-        _write_all(ends.frames, _PID.pack(os.getpid()))
-        status = _child_main(item, ends.frames, ends.stderr, tee, timeout > 0, warning_filters)
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            _write_all(ends.stderr, traceback.format_exc().encode())
-    finally:
-        try:
-            _flush(start_item.config)
-        finally:
-            os._exit(status)
-
-
-class _ChildPlugin:
-    """Registered in the fork server: runs a child's item in place and keeps what it reports."""
-
-    def __init__(self) -> None:
-        self.frames = -1  # the pipe to the parent, once in a child
-        self.warnings: list[tuple[Any, ...]] = []  # registering replays the parent's: not those
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> bool:
-        # nextitem=None: tear down all this child set up; parent nodes are borrowed.
-        runtestprotocol(item, log=False, nextitem=None)
-        return True
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item
-    ) -> Generator[None, TestReport, TestReport]:
-        """Send each report once it is made: if a later phase crashes, the earlier ones stand."""
-        report = yield
-        if self.frames >= 0:
-            config = item.config
-            data = config.hook.pytest_report_to_serializable(config=config, report=report)
-            _send(self.frames, {"report": data})
-        return report
-
-    def pytest_warning_recorded(
-        self, warning_message: warnings.WarningMessage, when: str, nodeid: str
-    ) -> None:
-        if self.frames >= 0:
-            self.warnings.append((_warning_to_tuple(warning_message), when, nodeid))
-
-
-def _child_main(
-    item: pytest.Item,
-    frames_fd: int,
-    stderr_fd: int,
-    redirect: bool,
-    dump_on_term: bool,
-    warning_filters: list[Any],
-) -> int:
-    """The child: run the item's protocol, send one message; returns the exit status."""
-    if redirect:
-        os.dup2(stderr_fd, 2)
-    if faulthandler.is_enabled():
-        faulthandler.enable(file=stderr_fd, all_threads=True)
-    if dump_on_term:  # a timeout's SIGTERM shows where the test hangs, then kills
-        faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
-    _borrow_parent_nodes(item.session)
-    # The server may have been forked inside another item's warning context.
-    warnings.filters = list(warning_filters)  # type: ignore[attr-defined]
-    warnings._filters_mutated()  # type: ignore[attr-defined]
-    config = item.config
-    plugin = cast(_ChildPlugin, config.pluginmanager.get_plugin(_CHILD_PLUGIN))
-    plugin.frames = frames_fd
-    end: dict[str, Any] = {}
-    try:
-        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
-    except pytest.exit.Exception as exc:
-        end["exit"] = (exc.msg, exc.returncode)
-    except KeyboardInterrupt:
-        end["interrupted"] = True
-    end["warnings"] = plugin.warnings
-    _flush(config)  # all output before the last message: the parent goes on once it has it
-    _send(frames_fd, end)
-    return 0
-
-
-def _send(fd: int, message: dict[str, Any]) -> None:
-    """One message of a child to the parent: its length, then the pickled dict."""
-    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, _HEADER.pack(len(payload)) + payload)
-
-
 def _parent_stack(session: pytest.Session) -> tuple[Any, ...]:
     """The nodes the pytest process holds set up (their fixtures are what children share)."""
     return tuple(session._setupstate.stack)
-
-
-def _borrow_parent_nodes(session: pytest.Session) -> None:
-    """Make the child's teardown run only the finalizers the child itself adds.
-
-    The parent's set-up stack is always a prefix of this item's chain. The child
-    keeps those nodes (and the fixtures cached on them) but with empty finalizer
-    lists, so tearing everything down at the end runs exactly what the child
-    set up, never the parent's finalizers.
-    """
-    stack = session._setupstate.stack
-    for node, (_, exc) in list(stack.items()):
-        stack[node] = ([], exc)
 
 
 def _teardown_parent(
@@ -663,10 +467,10 @@ def _failure_reports(item: pytest.Item, child: _Run, done: list[TestReport]) -> 
 def _condense_frames(lines: list[str]) -> list[str]:
     """Shorten the stack dumps in a crashed child's stderr to the frames that matter.
 
-    Python frames of pytest and pluggy go, and so does every frame from this
-    module down (they belong to the parent's session loop); of each remaining
-    run of frames (faulthandler's or a native backtrace, both most recent
-    first) the first ``FRAMES_KEPT`` stay.
+    Python frames of pytest and pluggy go, and so does every frame from the fork
+    boundary (this module and forkserver) down: they belong to the parent's
+    session loop. Of each remaining run of frames (faulthandler's or a native
+    backtrace, both most recent first) the first ``FRAMES_KEPT`` stay.
     """
     out: list[str] = []
     run: list[str] = []
@@ -686,26 +490,11 @@ def _condense_frames(lines: list[str]) -> list[str]:
             out.append(line)
             continue
         path = frame["path"]
-        below_boundary = below_boundary or path == _THIS_FILE
+        below_boundary = below_boundary or path in _BOUNDARY_FILES
         if not below_boundary and not any(part in path for part in _PYTEST_PATHS):
             run.append(line)
     end_run()
     return out
-
-
-def _warning_to_tuple(warning: warnings.WarningMessage) -> tuple[Any, ...]:
-    """The ``WarningMessage`` arguments, made picklable (a message that is not becomes text)."""
-    message: Any = warning.message
-    category = warning.category
-    try:
-        pickle.dumps((message, category))
-    except Exception:
-        message = str(message)
-        try:
-            pickle.dumps(category)
-        except Exception:
-            category = UserWarning
-    return (message, category, warning.filename, warning.lineno, None, warning.line)
 
 
 def _fork(config: pytest.Config) -> int:
@@ -719,41 +508,3 @@ def _fork(config: pytest.Config) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
         return os.fork()
-
-
-def _flush(config: pytest.Config) -> None:
-    """Flush what Python buffered so that parent and child never both write it."""
-    terminal = config.pluginmanager.getplugin("terminalreporter")
-    streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
-    if terminal is not None:
-        streams.append(terminal._tw)
-    for stream in streams:
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            select.select([], [fd], [])
-
-
-def _read(fd: int, buffer: bytearray) -> int:
-    """Append what ``fd`` has to ``buffer``: bytes read, 0 at end of file, -1 if none for now."""
-    try:
-        chunk = os.read(fd, 1 << 16)
-    except BlockingIOError:  # a grandchild may still hold the pipe open
-        return -1
-    buffer += chunk
-    return len(chunk)
-
-
-def _kill(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)

@@ -461,6 +461,32 @@ def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*1 passed*")
 
 
+def test_a_waiting_child_that_dies_is_replaced(pytester: pytest.Pytester) -> None:
+    # The first test kills its sibling, the child the fork server keeps waiting for the next
+    # test: the server forks another one and the next test runs.
+    make_tests(
+        pytester,
+        """
+        import os, signal, time
+
+        def test_kills_the_waiting_child():
+            server = os.getppid()
+            siblings = []
+            while not siblings:  # the server forks it as this test starts
+                with open(f"/proc/{server}/task/{server}/children") as f:
+                    siblings = [int(pid) for pid in f.read().split() if int(pid) != os.getpid()]
+                time.sleep(0.01)
+            os.kill(siblings[0], signal.SIGKILL)
+
+        def test_runs_anyway():
+            pass
+        """,
+    )
+    # (Were it not replaced, the second test would time out: nothing would take its job.)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=20")
+    result.assert_outcomes(passed=2)
+
+
 def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -616,7 +642,7 @@ def test_condense_frames_keeps_the_test_and_drops_pytest() -> None:
         '  File "/src/test_k.py", line 3 in test_k',
         '  File "/site/_pytest/python.py", line 166 in pytest_pyfunc_call',
         '  File "/site/pluggy/_callers.py", line 121 in _multicall',
-        f'  File "{sys.modules["pytest_orcjit.isolation"].__file__}", line 1 in _child_main',
+        f'  File "{sys.modules["pytest_orcjit.forkserver"].__file__}", line 1 in _child_main',
         '  File "/src/conftest.py", line 7 in pytest_runtest_protocol',
         "",
         "!!!!!!! Segfault encountered !!!!!!!",

@@ -1,0 +1,379 @@
+"""The far side of the fork boundary: the fork server and the children it forks.
+
+``serve`` runs in the fork server, a process forked from pytest by
+``pytest_orcjit.isolation.ForkServer`` (whose docstring describes the pipes).
+It keeps one child forked ahead, waiting for a job, forks the next one as soon
+as that child takes its job, and reports how every child ends. A child reads
+one job (the index of an item), runs the item through
+``pytest_runtest_protocol`` (so the hook wrappers of pytest and of other
+plugins apply to that item), sends each report as soon as it is made, then its
+warnings, and leaves with ``os._exit``.
+
+Warming: after a fork, every page a child writes is first copied, at a couple
+of microseconds a page, and a trivial test writes about a thousand pages (the
+Python objects pytest's machinery touches). The first child of a server reads
+which pages it copied (``/proc/self/pagemap``) and tells the server; every
+later child copies those pages while it waits for its job, with
+``madvise(MADV_POPULATE_WRITE)``, stopping as soon as a job arrives, so that
+the test finds them copied already. Warming changes no memory and cannot
+fault; where pagemap or MADV_POPULATE_WRITE (Linux 5.14) is missing nothing is
+warmed.
+
+This module imports neither the public API nor the native core.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import errno
+import faulthandler
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import traceback
+import warnings
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+if TYPE_CHECKING:
+    from _pytest.reports import TestReport
+
+JOB = struct.Struct("<id")  # parent -> child: item index (-1: the server's first item), timeout
+PID = struct.Struct("<i")  # child -> parent, first: who took the job
+HEADER = struct.Struct("<Q")  # child -> parent, then: the length of each message
+STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
+INTERNAL_ERROR = 70  # exit status of a server or child when the fork boundary itself failed
+RESPAWNS = 3  # waiting children that may die in a row (before taking a job) before the server quits
+_CHILD_PLUGIN = "orcjit-forked-child"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_PRESENT, _EXCLUSIVE = 1 << 63, 1 << 56  # /proc/PID/pagemap flags
+_WARM_RUN = 64  # pages warmed at most between two looks for a job
+_MADV_POPULATE_WRITE = 23
+_madvise = ctypes.CDLL(None, use_errno=True).madvise
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+class Ends:
+    """The server's ends of the pipes (see ForkServer)."""
+
+    def __init__(self, jobs: int, frames: int, stderr: int, status: int, lifeline: int) -> None:
+        self.jobs, self.frames, self.stderr, self.status, self.lifeline = (
+            jobs,
+            frames,
+            stderr,
+            status,
+            lifeline,
+        )
+
+
+def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
+    """The fork server: keep one child waiting for a job; report how each child ends.
+
+    ``start_item`` is the item the parent was running when it forked the
+    server (job index -1); ``tee`` whether children send their stderr through
+    the stderr pipe; ``warning_filters`` the filters children start from.
+    """
+    status = INTERNAL_ERROR
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the running test
+        # Registered once here rather than in each child: registering costs about a millisecond.
+        start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
+        ranges = _writable_ranges()
+        taken_r, taken_w = os.pipe()
+        learn_r, learn_w = os.pipe()  # the first child's copied pages
+        poller = select.poll()
+        for fd in (ends.lifeline, taken_r, learn_r):
+            poller.register(fd, select.POLLIN)
+        pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
+        learned = bytearray()
+        runs: Sequence[int] = ()  # what the first child copied, for later ones to warm
+
+        def fork_waiting(learn: int) -> int:
+            pid = os.fork()
+            if pid == 0:
+                for fd in (taken_r, learn_r, ends.status, ends.lifeline):
+                    os.close(fd)  # learn_w is open for the first child only
+                _await_job(start_item, ends, taken_w, tee, warning_filters, runs, ranges, learn)
+            try:
+                pidfds[pid] = os.pidfd_open(pid)
+                poller.register(pidfds[pid], select.POLLIN)
+            except (AttributeError, OSError):
+                pidfds[pid] = -1
+            return pid
+
+        waiting = fork_waiting(learn_w)
+        os.close(learn_w)
+        deaths = 0  # waiting children that died in a row
+        while deaths < RESPAWNS:
+            polled = any(fd < 0 for fd in pidfds.values())
+            ready = {fd for fd, _ in poller.poll(10 if polled else None)}
+            if ends.lifeline in ready:
+                break
+            if learn_r in ready and read_into(learn_r, learned) == 0:
+                poller.unregister(learn_r)
+                runs = array.array("Q", learned[: len(learned) - len(learned) % 16])
+            if taken_r in ready:
+                os.read(taken_r, 64)
+                waiting, deaths = fork_waiting(-1), 0
+            while pidfds:  # report every child that ended
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                pidfd = pidfds.pop(pid, -1)
+                if pidfd >= 0:
+                    poller.unregister(pidfd)
+                    os.close(pidfd)
+                write_all(ends.status, STATUS.pack(pid, wait_status))
+                if pid == waiting:  # it died before it took a job: fork another
+                    waiting, deaths = fork_waiting(-1), deaths + 1
+        for pid in pidfds:  # the waiting child, and any child the parent gave up on
+            kill(pid, signal.SIGKILL)
+        for pid in pidfds:
+            os.waitpid(pid, 0)
+        status = 0 if deaths < RESPAWNS else INTERNAL_ERROR
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            write_all(2, traceback.format_exc().encode())
+    finally:
+        os._exit(status)
+
+
+def _await_job(
+    start_item: pytest.Item,
+    ends: Ends,
+    taken: int,
+    tee: bool,
+    warning_filters: list[Any],
+    runs: Sequence[int],
+    ranges: list[tuple[int, int]],
+    learn: int,
+) -> NoReturn:
+    """A waiting child: warm ``runs``, read one job, tell the server, run it. Never returns.
+
+    With ``learn`` (a pipe to the server) it reports the pages of ``ranges`` it
+    copied, once its last message is sent.
+    """
+    status = INTERNAL_ERROR
+    try:
+        _warm(runs, ends.jobs)
+        job = os.read(ends.jobs, JOB.size)  # a job is written whole, in one atomic write
+        if len(job) != JOB.size:  # end of file: the parent closed the server
+            os._exit(0)
+        os.write(taken, b"\0")
+        os.close(taken)
+        os.close(ends.jobs)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        index, timeout = JOB.unpack(job)
+        item = start_item if index < 0 else start_item.session.items[index]
+        write_all(ends.frames, PID.pack(os.getpid()))
+        status = _child_main(item, ends.frames, ends.stderr, tee, timeout > 0, warning_filters)
+        if learn >= 0:
+            with contextlib.suppress(OSError):
+                write_all(learn, _copied_runs(ranges).tobytes())
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            write_all(ends.stderr, traceback.format_exc().encode())
+    finally:
+        try:
+            flush(start_item.config)
+        finally:
+            os._exit(status)
+
+
+class _ChildPlugin:
+    """Registered in the fork server: runs a child's item in place and keeps what it reports."""
+
+    def __init__(self) -> None:
+        self.frames = -1  # the pipe to the parent, once in a child
+        self.warnings: list[tuple[Any, ...]] = []  # registering replays the parent's: not those
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> bool:
+        # nextitem=None: tear down all this child set up; parent nodes are borrowed.
+        runtestprotocol(item, log=False, nextitem=None)
+        return True
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item
+    ) -> Generator[None, TestReport, TestReport]:
+        """Send each report once it is made: if a later phase crashes, the earlier ones stand."""
+        report = yield
+        if self.frames >= 0:
+            config = item.config
+            data = config.hook.pytest_report_to_serializable(config=config, report=report)
+            send(self.frames, {"report": data})
+        return report
+
+    def pytest_warning_recorded(
+        self, warning_message: warnings.WarningMessage, when: str, nodeid: str
+    ) -> None:
+        if self.frames >= 0:
+            self.warnings.append((warning_to_tuple(warning_message), when, nodeid))
+
+
+def _child_main(
+    item: pytest.Item,
+    frames_fd: int,
+    stderr_fd: int,
+    redirect: bool,
+    dump_on_term: bool,
+    warning_filters: list[Any],
+) -> int:
+    """The child: run the item's protocol, send one message; returns the exit status."""
+    if redirect:
+        os.dup2(stderr_fd, 2)
+    if faulthandler.is_enabled():
+        faulthandler.enable(file=stderr_fd, all_threads=True)
+    if dump_on_term:  # a timeout's SIGTERM shows where the test hangs, then kills
+        faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
+    _borrow_parent_nodes(item.session)
+    # The server may have been forked inside another item's warning context.
+    warnings.filters = list(warning_filters)  # type: ignore[attr-defined]
+    warnings._filters_mutated()  # type: ignore[attr-defined]
+    config = item.config
+    plugin = cast(_ChildPlugin, config.pluginmanager.get_plugin(_CHILD_PLUGIN))
+    plugin.frames = frames_fd
+    end: dict[str, Any] = {}
+    try:
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+    except pytest.exit.Exception as exc:
+        end["exit"] = (exc.msg, exc.returncode)
+    except KeyboardInterrupt:
+        end["interrupted"] = True
+    end["warnings"] = plugin.warnings
+    flush(config)  # all output before the last message: the parent goes on once it has it
+    send(frames_fd, end)
+    return 0
+
+
+def send(fd: int, message: dict[str, Any]) -> None:
+    """One message of a child to the parent: its length, then the pickled dict."""
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    write_all(fd, HEADER.pack(len(payload)) + payload)
+
+
+def _borrow_parent_nodes(session: pytest.Session) -> None:
+    """Make the child's teardown run only the finalizers the child itself adds.
+
+    The parent's set-up stack is always a prefix of this item's chain. The child
+    keeps those nodes (and the fixtures cached on them) but with empty finalizer
+    lists, so tearing everything down at the end runs exactly what the child
+    set up, never the parent's finalizers.
+    """
+    stack = session._setupstate.stack
+    for node, (_, exc) in list(stack.items()):
+        stack[node] = ([], exc)
+
+
+def _writable_ranges() -> list[tuple[int, int]]:
+    """The writable private mappings of this process (the stack aside), each up to 1 GiB."""
+    ranges = []
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if fields[1][1] != "w" or fields[1][3] != "p" or fields[-1].startswith("[s"):
+                continue
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            if high - low <= 1 << 30:
+                ranges.append((low, high))
+    return sorted(ranges)
+
+
+def _copied_runs(ranges: list[tuple[int, int]]) -> array.array[int]:
+    """The pages of ``ranges`` this child copied (present and no longer shared), as runs.
+
+    Flat (address, length in bytes) pairs of at most ``_WARM_RUN`` pages each.
+    """
+    runs = array.array("Q")
+    with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+        for low, high in ranges:
+            entries = array.array("Q")
+            size, offset = (high - low) // _PAGE * 8, low // _PAGE * 8
+            entries.frombytes(os.pread(pagemap.fileno(), size, offset))
+            for index, entry in enumerate(entries):
+                if not (entry & _PRESENT and entry & _EXCLUSIVE):
+                    continue
+                page = low + index * _PAGE
+                if runs and runs[-2] + runs[-1] == page and runs[-1] < _WARM_RUN * _PAGE:
+                    runs[-1] += _PAGE
+                else:
+                    runs.extend((page, _PAGE))
+    return runs
+
+
+def _warm(runs: Sequence[int], jobs: int) -> None:
+    """Copy the pages of ``runs`` (see _copied_runs) ahead of need, until a job is there.
+
+    ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14) breaks copy-on-write as a
+    write would, without writing; an address that is not mapped writable here
+    is an error, never a fault. Before 5.14 nothing is warmed.
+    """
+    for at in range(0, len(runs) - 1, 2):
+        if select.select([jobs], [], [], 0)[0]:
+            return
+        failed = _madvise(runs[at], runs[at + 1], _MADV_POPULATE_WRITE) != 0
+        if failed and ctypes.get_errno() == errno.EINVAL:  # an older kernel
+            return
+
+
+def warning_to_tuple(warning: warnings.WarningMessage) -> tuple[Any, ...]:
+    """The ``WarningMessage`` arguments, made picklable (a message that is not becomes text)."""
+    message: Any = warning.message
+    category = warning.category
+    try:
+        pickle.dumps((message, category))
+    except Exception:
+        message = str(message)
+        try:
+            pickle.dumps(category)
+        except Exception:
+            category = UserWarning
+    return (message, category, warning.filename, warning.lineno, None, warning.line)
+
+
+def flush(config: pytest.Config) -> None:
+    """Flush what Python buffered so that parent and child never both write it."""
+    terminal = config.pluginmanager.getplugin("terminalreporter")
+    streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
+    if terminal is not None:
+        streams.append(terminal._tw)
+    for stream in streams:
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def read_into(fd: int, buffer: bytearray) -> int:
+    """Append what ``fd`` has to ``buffer``: bytes read, 0 at end of file, -1 if none for now."""
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except BlockingIOError:  # non-blocking, and a grandchild may still hold the pipe open
+        return -1
+    buffer += chunk
+    return len(chunk)
+
+
+def kill(pid: int, signum: int) -> None:
+    """``os.kill``, except that a process already gone is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

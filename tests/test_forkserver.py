@@ -1,0 +1,104 @@
+"""Warming (pytest_orcjit.forkserver): the pages a child copied, copied again ahead of need.
+
+Each test forks a child of this process that writes to a buffer shared
+copy-on-write with it, and reads its own ``/proc/self/pagemap``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_orcjit import forkserver
+
+PAGES = 64
+
+
+def in_child(work: Callable[[], Any]) -> Any:
+    """``work()`` run in a forked child; its pickled result comes back through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, pickle.dumps(work()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 1 << 16):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+@pytest.fixture
+def shared() -> tuple[bytearray, int]:
+    """A page-aligned span of ``PAGES`` pages inside a buffer this process has written."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    buffer = bytearray(b"x" * ((PAGES + 1) * page))
+    address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    return buffer, (address + page - 1) // page * page
+
+
+def covered(runs: Any, address: int) -> bool:
+    return any(runs[i] <= address < runs[i] + runs[i + 1] for i in range(0, len(runs), 2))
+
+
+def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> None:
+    _, start = shared
+    page = os.sysconf("SC_PAGE_SIZE")
+    written = [3, 4, 40]
+
+    def write_and_report() -> list[bool]:
+        for index in written:
+            ctypes.c_ubyte.from_address(start + index * page).value = ord("y")
+        runs = forkserver._copied_runs(forkserver._writable_ranges())
+        return [covered(runs, start + index * page) for index in range(PAGES)]
+
+    copied = in_child(write_and_report)
+    assert [index for index in written if not copied[index]] == []
+    assert sum(copied) < PAGES // 2  # the pages it only read stay shared
+
+
+def test_warming_copies_pages_without_changing_them(shared: tuple[bytearray, int]) -> None:
+    buffer, start = shared
+    page = os.sysconf("SC_PAGE_SIZE")
+    runs = [start, PAGES * page]
+    never = os.pipe()  # no job ever arrives: warm everything
+
+    def warm_and_report() -> tuple[bool, bytes]:
+        forkserver._warm(runs, never[0])
+        copied = forkserver._copied_runs(forkserver._writable_ranges())
+        return all(covered(copied, start + i * page) for i in range(PAGES)), bytes(buffer)
+
+    all_copied, content = in_child(warm_and_report)
+    assert content == bytes(buffer)
+    assert all_copied
+
+
+def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> None:
+    _, start = shared
+    page = os.sysconf("SC_PAGE_SIZE")
+    jobs_r, jobs_w = os.pipe()
+    os.write(jobs_w, b"job")
+
+    def warm_and_report() -> bool:
+        forkserver._warm([start, PAGES * page], jobs_r)
+        copied = forkserver._copied_runs(forkserver._writable_ranges())
+        return any(covered(copied, start + i * page) for i in range(PAGES))
+
+    assert in_child(warm_and_report) is False
+
+
+def test_addresses_that_are_not_mapped_are_skipped() -> None:
+    never = os.pipe()
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert (
+        in_child(lambda: forkserver._warm([page, page, 0x7FFF_0000_0000, page], never[0])) is None
+    )
