@@ -112,6 +112,7 @@ _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
 _PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
 _BOUNDARY_FILES = (__file__, forkserver.__file__)  # frames of the fork boundary
 _SERVER = pytest.StashKey["ForkServer"]()
+_POSITIONS = pytest.StashKey[dict[pytest.Item, int]]()
 
 
 def run_forked(
@@ -183,6 +184,14 @@ def _server_for(item: pytest.Item, generation: int, warning_filters: list[Any]) 
     return server
 
 
+def _positions(session: pytest.Session) -> dict[pytest.Item, int]:
+    """Where each item is in ``session.items`` (a job names its item by index); made once."""
+    stash = session.config.stash
+    if _POSITIONS not in stash or len(stash[_POSITIONS]) != len(session.items):
+        stash[_POSITIONS] = {item: index for index, item in enumerate(session.items)}
+    return stash[_POSITIONS]
+
+
 class ForkServer:
     """The pytest process's handle on its fork server (see the module docstring).
 
@@ -197,7 +206,7 @@ class ForkServer:
         self.generation = generation
         self.stack = _parent_stack(session)
         self.start_item = item
-        self.positions = {node: index for index, node in enumerate(session.items)}
+        self.positions = _positions(session)
         # With --capture=fd pytest's own capture owns fd 2 while the test runs;
         # otherwise the child's fd 2 goes through us so its tail can be reported.
         self.tee = config.getoption("capture", "no") != "fd"
