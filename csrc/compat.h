@@ -56,6 +56,18 @@ inline std::string symbolName(const llvm::jitlink::Symbol& sym) {
 #endif
 }
 
+/// A LinkGraph symbol's name in the session's string pool. Since LLVM 20 graphs intern their names
+/// in that pool; before, they hold plain strings, which are interned here.
+inline llvm::orc::SymbolStringPtr internedName(llvm::orc::ExecutionSession& es,
+                                               const llvm::jitlink::Symbol& sym) {
+#if LLVM_VERSION_MAJOR >= 20
+  (void)es;
+  return sym.getName();
+#else
+  return es.intern(sym.getName());
+#endif
+}
+
 }  // namespace compat
 }  // namespace orcjit
 

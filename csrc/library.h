@@ -35,6 +35,7 @@
 
 #include "init_fini.h"
 #include "memory.h"
+#include "process_symbols.h"
 #include "session.h"
 
 namespace orcjit {
@@ -98,10 +99,12 @@ class LibraryObj : public tvm::ffi::Object {
   std::unique_ptr<Runtime> runtime_;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
-  /// Symbols of objects added but not linked yet.
-  llvm::orc::SymbolLookupSet pending_;
+  /// One symbol of each object added but not linked yet, in the order they were added.
+  std::vector<llvm::orc::SymbolStringPtr> pending_;
   /// Every symbol the library's objects define, and where each object came from.
   llvm::StringSet<> defined_;
+  /// Where the symbols of linked objects are, filled by the binding plugin (process_symbols.h).
+  LinkedSymbols linked_;
   std::vector<std::string> objects_;
   uint64_t next_object_ = 0;
   /// Functions resolved so far, by export name.
