@@ -132,7 +132,9 @@ llvm::Error ProcessBindingPlugin::ApplyFixups(llvm::jitlink::LinkGraph& graph) {
 ProcessBindingPlugin::Definitions ProcessBindingPlugin::Record(llvm::jitlink::LinkGraph& graph) {
   Definitions definitions;
   for (llvm::jitlink::Symbol* symbol : graph.defined_symbols()) {
-    if (symbol->getScope() < llvm::jitlink::Scope::SideEffectsOnly && symbol->hasName()) {
+    auto scope = symbol->getScope();
+    bool visible = scope == llvm::jitlink::Scope::Default || scope == llvm::jitlink::Scope::Hidden;
+    if (visible && symbol->hasName()) {
       definitions.emplace_back(compat::internedName(es_, *symbol), symbol->getAddress());
     }
   }
