@@ -9,6 +9,8 @@
 #include <tvm/ffi/c_api.h>
 #include <unwind.h>
 
+#include <optional>
+
 #include "compat.h"
 #include "init_fini.h"
 
@@ -109,16 +111,18 @@ void ProcessBindingPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibi
 
 llvm::Error ProcessBindingPlugin::ApplyFixups(llvm::jitlink::LinkGraph& graph) {
   using llvm::jitlink::Edge;
-  // Edges relative to the GOT need JITLink's GOT symbol; leave a graph that has any to JITLink.
-  for (auto* block : graph.blocks()) {
-    for (const Edge& edge : block->edges()) {
-      if (edge.getKind() == llvm::jitlink::x86_64::Delta64FromGOT) return llvm::Error::success();
-    }
-  }
+  auto needs_got = [](const Edge& edge) {
+    return edge.getKind() == llvm::jitlink::x86_64::Delta64FromGOT;
+  };
   for (auto& section : graph.sections()) {
-    if (IsInitFiniSection(section.getName())) continue;
+    std::optional<bool> init_fini;  // asked only of sections with edges
     for (auto* block : section.blocks()) {
       if (block->edges_empty()) continue;
+      if (!init_fini) init_fini = IsInitFiniSection(section.getName());
+      if (*init_fini) break;
+      // Edges relative to the GOT need JITLink's GOT symbol: leave such a block to JITLink (which
+      // applies the edges left in the graph), and ORC's walk (which has nothing to wait for).
+      if (llvm::any_of(block->edges(), needs_got)) continue;
       for (const Edge& edge : block->edges()) {
         if (edge.getKind() == Edge::KeepAlive) continue;
         if (auto err = llvm::jitlink::x86_64::applyFixup(graph, *block, edge, nullptr)) return err;
