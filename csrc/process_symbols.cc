@@ -105,7 +105,9 @@ void ProcessBindingPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibi
   // The last pass before ORC's dependency walk, after JITLink's own GOT and stub optimizations.
   config.PreFixupPasses.push_back([](llvm::jitlink::LinkGraph& graph) -> llvm::Error {
     if (!graph.external_symbols().empty()) return llvm::Error::success();
-    return ApplyFixups(graph);
+    if (auto err = ApplyFixups(graph)) return err;
+    HideDefinitions(graph);
+    return llvm::Error::success();
   });
 }
 
@@ -131,6 +133,12 @@ llvm::Error ProcessBindingPlugin::ApplyFixups(llvm::jitlink::LinkGraph& graph) {
     }
   }
   return llvm::Error::success();
+}
+
+void ProcessBindingPlugin::HideDefinitions(llvm::jitlink::LinkGraph& graph) {
+  for (llvm::jitlink::Symbol* symbol : graph.defined_symbols()) {
+    symbol->setScope(llvm::jitlink::Scope::Local);
+  }
 }
 
 ProcessBindingPlugin::Definitions ProcessBindingPlugin::Record(llvm::jitlink::LinkGraph& graph) {

@@ -16,9 +16,12 @@
 // its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h).
 //
 // A graph left with no external symbol depends on nothing ORC could be waiting for, yet ORC still
-// walks every edge of it to compute its dependencies. For such a graph the plugin applies the
-// fixups itself, just before ORC's walk, and removes the edges it applied, so the walk finds none
-// (the edges of initializer tables stay: init_fini.h checks them after fixups).
+// walks every edge of it, and groups its symbols by block, to compute its dependencies. For such a
+// graph the plugin applies the fixups itself, just before ORC's walk, and removes the edges it
+// applied, so the walk finds none (the edges of initializer tables stay: init_fini.h checks them
+// after fixups). It also makes the graph's definitions local then: ORC has resolved them already,
+// and emits the symbols that its walk finds in no block together, as one group with no
+// dependencies, instead of one group per block.
 #ifndef PYTEST_ORCJIT_PROCESS_SYMBOLS_H_
 #define PYTEST_ORCJIT_PROCESS_SYMBOLS_H_
 
@@ -102,6 +105,7 @@ class ProcessBindingPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin 
 
   llvm::Error Bind(llvm::jitlink::LinkGraph& graph, const Library& library);
   static llvm::Error ApplyFixups(llvm::jitlink::LinkGraph& graph);
+  static void HideDefinitions(llvm::jitlink::LinkGraph& graph);
   Definitions Record(llvm::jitlink::LinkGraph& graph);
 
   llvm::orc::ExecutionSession& es_;
