@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "compat.h"
+#include "graph_copy.h"
 #include "object_cache.h"
 #include "object_check.h"
 
@@ -235,10 +236,15 @@ void LibraryObj::AddFile(const std::string& path) {
     // Read, not mapped: a mapping would show a later in-place rewrite of the file.
     std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
     auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
-    object = std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface)});
+    auto cached =
+        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr});
+    // The parsed graph that libraries link copies of; without it they parse the object themselves.
+    cached->graph =
+        compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
+    object = std::move(cached);
     cache.Insert(path, stamp, object);
   }
-  AddObject(ShareBuffer(object->buffer), object->interface, path);
+  AddObject(ShareBuffer(object->buffer), object->interface, path, object);
 }
 
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
@@ -264,7 +270,8 @@ llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::Memory
 
 void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                            llvm::orc::MaterializationUnit::Interface interface,
-                           const std::string& display_name) {
+                           const std::string& display_name,
+                           std::shared_ptr<const CachedObject> cached) {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   auto& es = session_->jit().getExecutionSession();
@@ -288,6 +295,14 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                                 << "or rename the symbol";
     }
   }
+  // Weak definitions the library already has would be discarded by ORC, which for a graph means
+  // searching the graph for each; leaving them out of the interface is the same (linking makes
+  // them external) and costs nothing.
+  std::vector<llvm::orc::SymbolStringPtr> discarded;
+  for (const auto& [symbol, flags] : interface.SymbolFlags) {
+    if (flags.isWeak() && defined_.contains(*symbol)) discarded.push_back(symbol);
+  }
+  for (const auto& symbol : discarded) interface.SymbolFlags.erase(symbol);
   // Linking looks up one symbol per object, enough to materialize (link) all of it: its
   // initializer symbol, or else its first strong definition. Weak definitions may be taken from
   // another object, so they cannot stand for this one.
@@ -299,7 +314,15 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
     if (!representative && flags.isStrong()) representative = symbol;
   }
   auto& layer = session_->jit().getObjLinkingLayer();
-  if (auto err = layer.add(*dylib_, std::move(buffer), std::move(interface))) {
+  llvm::Error added = llvm::Error::success();
+  if (cached && cached->graph) {
+    // The copy refers to the cached object's bytes: keep them until the library closes.
+    added = compat::addGraph(layer, *dylib_, CopyGraph(*cached->graph), std::move(interface));
+    linked_objects_.push_back(std::move(cached));
+  } else {
+    added = layer.add(*dylib_, std::move(buffer), std::move(interface));
+  }
+  if (auto err = std::move(added)) {
     TVM_FFI_THROW(ValueError) << "cannot add '" << display_name << "' to library '" << name_
                               << "': " << llvm::toString(std::move(err));
   }
@@ -415,7 +438,8 @@ void LibraryObj::CloseDetached() {
   session->memory().UnregisterArena(dylib_);
   session->init_fini().UnregisterLibrary(dylib_);
   session->binding().UnregisterLibrary(dylib_);
-  linked_.clear();  // its names belong to the JIT's string pool
+  linked_.clear();          // its names belong to the JIT's string pool
+  linked_objects_.clear();  // so do their graphs'
   dylib_ = nullptr;
   runtime_.reset();
   arena_.reset();

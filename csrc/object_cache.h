@@ -14,6 +14,7 @@
 #ifndef PYTEST_ORCJIT_OBJECT_CACHE_H_
 #define PYTEST_ORCJIT_OBJECT_CACHE_H_
 
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <sys/stat.h>
@@ -33,6 +34,9 @@ struct CachedObject {
   std::shared_ptr<llvm::MemoryBuffer> buffer;
   /// What llvm::orc::getObjectFileInterface returned for it.
   llvm::orc::MaterializationUnit::Interface interface;
+  /// The object parsed into a link graph, never linked: libraries link copies of it
+  /// (graph_copy.h). Built on first use.
+  std::shared_ptr<llvm::jitlink::LinkGraph> graph;
 };
 
 /// The identity of an opened file as fstat reports it.
