@@ -20,8 +20,16 @@ std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) {
   auto copy = std::make_unique<LinkGraph>(graph.getName(), graph.getSymbolStringPool(),
                                           graph.getTargetTriple(), graph.getFeatures(),
                                           llvm::jitlink::x86_64::getEdgeKindName);
-  llvm::DenseMap<const Symbol*, Symbol*> symbols;
-  llvm::DenseMap<const Block*, Block*> blocks;
+  // Sized up front: the maps hold every symbol and block of the graph.
+  size_t symbol_count = 0, block_count = 0;
+  for (auto* symbol : graph.external_symbols()) symbol_count += symbol != nullptr;
+  for (auto* symbol : graph.absolute_symbols()) symbol_count += symbol != nullptr;
+  for (auto& section : graph.sections()) {
+    symbol_count += section.symbols_size();
+    block_count += section.blocks_size();
+  }
+  llvm::DenseMap<const Symbol*, Symbol*> symbols(symbol_count);
+  llvm::DenseMap<const Block*, Block*> blocks(block_count);
   for (Symbol* symbol : graph.external_symbols()) {
     Symbol& external =
         copy->addExternalSymbol(symbol->getName(), symbol->getSize(), symbol->isWeaklyReferenced());
