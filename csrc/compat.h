@@ -12,6 +12,16 @@
 #include <memory>
 #include <string>
 
+// Whether libraries link copies of the session's parsed link graphs (graph_copy.h) rather than
+// parsing each object again. It needs pooled symbol names in graphs and LinkGraphLayer::add with an
+// explicit interface; checked with LLVM 22, so older LLVMs parse every object for every library.
+#if LLVM_VERSION_MAJOR >= 22
+#define ORCJIT_COPY_LINK_GRAPHS 1
+#include <llvm/ExecutionEngine/Orc/LinkGraphLayer.h>
+#else
+#define ORCJIT_COPY_LINK_GRAPHS 0
+#endif
+
 #if LLVM_VERSION_MAJOR >= 20
 #include <llvm/ExecutionEngine/Orc/AbsoluteSymbols.h>  // absoluteSymbols(); in Core.h before 20
 #include <llvm/ExecutionEngine/Orc/EHFrameRegistrationPlugin.h>
@@ -53,6 +63,56 @@ inline std::string symbolName(const llvm::jitlink::Symbol& sym) {
   return sym.hasName() ? std::string(*sym.getName()) : std::string();
 #else
   return sym.getName().str();
+#endif
+}
+
+/// A LinkGraph symbol's name in the session's string pool. Since LLVM 20 graphs intern their names
+/// in that pool; before, they hold plain strings, which are interned here.
+inline llvm::orc::SymbolStringPtr internedName(llvm::orc::ExecutionSession& es,
+                                               const llvm::jitlink::Symbol& sym) {
+#if LLVM_VERSION_MAJOR >= 20
+  (void)es;
+  return sym.getName();
+#else
+  return es.intern(sym.getName());
+#endif
+}
+
+/// The object in `buffer` parsed into a link graph with its names in `es`'s pool, for libraries to
+/// link copies of; nothing where graphs are not copied, or when the object does not parse (linking
+/// it then reports why).
+inline std::shared_ptr<llvm::jitlink::LinkGraph> parseGraph(llvm::orc::ExecutionSession& es,
+                                                            llvm::MemoryBufferRef buffer) {
+#if ORCJIT_COPY_LINK_GRAPHS
+  auto graph = llvm::jitlink::createLinkGraphFromObject(buffer, es.getSymbolStringPool());
+  if (!graph) {
+    llvm::consumeError(graph.takeError());
+    return nullptr;
+  }
+  return std::move(*graph);
+#else
+  (void)es;
+  (void)buffer;
+  return nullptr;
+#endif
+}
+
+/// Adds `graph`, whose symbols are `interface`, to `dylib` through `layer` (an
+/// ObjectLinkingLayer). Only called with graphs from parseGraph.
+inline llvm::Error addGraph(llvm::orc::ObjectLayer& layer, llvm::orc::JITDylib& dylib,
+                            std::unique_ptr<llvm::jitlink::LinkGraph> graph,
+                            llvm::orc::MaterializationUnit::Interface interface) {
+#if ORCJIT_COPY_LINK_GRAPHS
+  auto& graph_layer =
+      static_cast<llvm::orc::LinkGraphLayer&>(static_cast<llvm::orc::ObjectLinkingLayer&>(layer));
+  return graph_layer.add(dylib, std::move(graph), std::move(interface));
+#else
+  (void)layer;
+  (void)dylib;
+  (void)graph;
+  (void)interface;
+  return llvm::createStringError(std::make_error_code(std::errc::not_supported),
+                                 "this LLVM cannot link copies of link graphs");
 #endif
 }
 

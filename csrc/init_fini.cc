@@ -133,6 +133,8 @@ std::unordered_map<void*, Runtime*>& Registry() {
 
 }  // namespace
 
+bool IsInitFiniSection(StringRef name) { return ClassifySection(name).has_value(); }
+
 Runtime::Runtime(void* dso_handle) : dso_handle_(dso_handle) {
   std::lock_guard<std::mutex> lock(registry_mutex);
   Registry()[dso_handle_] = this;

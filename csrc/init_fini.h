@@ -69,6 +69,10 @@ class Runtime {
 /// whose `__dso_handle` is `dso`, or passes it on to the C library for any other `dso`.
 extern "C" int OrcjitCxaAtExit(void (*fn)(void*), void* arg, void* dso);
 
+/// Whether `name` is an initializer or finalizer section that the plugin below records (it checks
+/// the edges of their tables after fixups).
+bool IsInitFiniSection(llvm::StringRef name);
+
 /// The ObjectLinkingLayer plugin that preserves and records initializer and finalizer sections.
 class InitFiniPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
  public:

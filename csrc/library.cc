@@ -5,10 +5,10 @@
 #include <fcntl.h>
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <tvm/ffi/c_api.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/error.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,15 +16,13 @@
 #include <utility>
 
 #include "compat.h"
+#include "graph_copy.h"
 #include "object_cache.h"
 #include "object_check.h"
 
 namespace orcjit {
 
 namespace {
-
-using llvm::orc::ExecutorAddr;
-using llvm::orc::ExecutorSymbolDef;
 
 constexpr const char* kExportPrefix = "__tvm_ffi_";
 
@@ -133,7 +131,8 @@ std::string DescribeSymbol(llvm::StringRef symbol) {
 /// what the lookup itself returned.
 std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib) {
   std::vector<std::string> reasons = TakeReportedErrors(dylib);
-  for (std::string& returned : DescribeErrors(std::move(err))) reasons.push_back(std::move(returned));
+  for (std::string& returned : DescribeErrors(std::move(err)))
+    reasons.push_back(std::move(returned));
   std::ostringstream os;
   const char* separator = "";
   for (const std::string& reason : reasons) {
@@ -189,19 +188,11 @@ LibraryObj::LibraryObj(Session session, std::string name)
   auto dylib = jit.createJITDylib(name_ + "#" + std::to_string(id));
   if (!dylib) TVM_FFI_THROW(RuntimeError) << llvm::toString(dylib.takeError());
   dylib_ = &*dylib;
-  // Each library has its own __dso_handle, and its __cxa_atexit registrations run when it closes.
-  auto& es = jit.getExecutionSession();
-  llvm::orc::SymbolMap interposed;
-  interposed[es.intern("__dso_handle")] =
-      ExecutorSymbolDef(ExecutorAddr::fromPtr(arena_->dso_handle()), llvm::JITSymbolFlags::Exported);
-  interposed[es.intern("__cxa_atexit")] = ExecutorSymbolDef(
-      ExecutorAddr::fromPtr(&OrcjitCxaAtExit),
-      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable);
-  if (auto err = dylib_->define(llvm::orc::absoluteSymbols(std::move(interposed)))) {
-    TVM_FFI_THROW(RuntimeError) << llvm::toString(std::move(err));
-  }
+  // Each library has its own __dso_handle, and its __cxa_atexit registrations run when it closes:
+  // the binding plugin binds both into the library's graphs.
   session_obj->memory().RegisterArena(dylib_, arena_.get());
   session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
+  session_obj->binding().RegisterLibrary(dylib_, {&defined_, arena_->dso_handle(), &linked_});
   session_obj->Attach(this);
 }
 
@@ -245,15 +236,20 @@ void LibraryObj::AddFile(const std::string& path) {
     // Read, not mapped: a mapping would show a later in-place rewrite of the file.
     std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
     auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
-    object = std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface)});
+    auto cached =
+        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr});
+    // The parsed graph that libraries link copies of; without it they parse the object themselves.
+    cached->graph =
+        compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
+    object = std::move(cached);
     cache.Insert(path, stamp, object);
   }
-  AddObject(ShareBuffer(object->buffer), object->interface, path);
+  AddObject(ShareBuffer(object->buffer), object->interface, path, object);
 }
 
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
-  auto buffer = llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()),
-                                                     "<bytes>");
+  auto buffer =
+      llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()), "<bytes>");
   auto interface = CheckAndParse(buffer->getMemBufferRef(), "<bytes>");
   AddObject(std::move(buffer), std::move(interface), "<bytes>");
 }
@@ -274,7 +270,8 @@ llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::Memory
 
 void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                            llvm::orc::MaterializationUnit::Interface interface,
-                           const std::string& display_name) {
+                           const std::string& display_name,
+                           std::shared_ptr<const CachedObject> cached) {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   auto& es = session_->jit().getExecutionSession();
@@ -292,12 +289,20 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   for (const auto& [symbol, flags] : interface.SymbolFlags) {
     if (!flags.isStrong() || flags.hasMaterializationSideEffectsOnly()) continue;
     if (defined_.contains(*symbol)) {
-      TVM_FFI_THROW(ValueError)
-          << "duplicate symbol: '" << display_name << "' defines " << DescribeSymbol(*symbol)
-          << ", which library '" << name_ << "' already has; put the object in another library "
-          << "or rename the symbol";
+      TVM_FFI_THROW(ValueError) << "duplicate symbol: '" << display_name << "' defines "
+                                << DescribeSymbol(*symbol) << ", which library '" << name_
+                                << "' already has; put the object in another library "
+                                << "or rename the symbol";
     }
   }
+  // Weak definitions the library already has would be discarded by ORC, which for a graph means
+  // searching the graph for each; leaving them out of the interface is the same (linking makes
+  // them external) and costs nothing.
+  std::vector<llvm::orc::SymbolStringPtr> discarded;
+  for (const auto& [symbol, flags] : interface.SymbolFlags) {
+    if (flags.isWeak() && defined_.contains(*symbol)) discarded.push_back(symbol);
+  }
+  for (const auto& symbol : discarded) interface.SymbolFlags.erase(symbol);
   // Linking looks up one symbol per object, enough to materialize (link) all of it: its
   // initializer symbol, or else its first strong definition. Weak definitions may be taken from
   // another object, so they cannot stand for this one.
@@ -309,13 +314,21 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
     if (!representative && flags.isStrong()) representative = symbol;
   }
   auto& layer = session_->jit().getObjLinkingLayer();
-  if (auto err = layer.add(*dylib_, std::move(buffer), std::move(interface))) {
+  llvm::Error added = llvm::Error::success();
+  if (cached && cached->graph) {
+    // The copy refers to the cached object's bytes: keep them until the library closes.
+    added = compat::addGraph(layer, *dylib_, CopyGraph(*cached->graph), std::move(interface));
+    linked_objects_.push_back(std::move(cached));
+  } else {
+    added = layer.add(*dylib_, std::move(buffer), std::move(interface));
+  }
+  if (auto err = std::move(added)) {
     TVM_FFI_THROW(ValueError) << "cannot add '" << display_name << "' to library '" << name_
                               << "': " << llvm::toString(std::move(err));
   }
   for (const auto& symbol : symbols) defined_.insert(*symbol);
   if (representative) {
-    pending_.add(*representative, llvm::orc::SymbolLookupFlags::WeaklyReferencedSymbol);
+    pending_.push_back(*representative);
   }
   objects_.push_back(display_name);
 }
@@ -331,23 +344,37 @@ void LibraryObj::Link() {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   if (pending_.empty()) return;
-  llvm::orc::SymbolLookupSet symbols;
-  std::swap(symbols, pending_);
+  std::vector<llvm::orc::SymbolStringPtr> objects;
+  std::swap(objects, pending_);
   auto& es = session_->jit().getExecutionSession();
   TakeReportedErrors(dylib_);
-  auto linked = es.lookup(
-      llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
-      std::move(symbols));
-  if (!linked) ThrowLinkFailure(linked.takeError());
+  // One object at a time, in the order they were added: an object then finds the symbols it takes
+  // from the objects before it (the inline functions they define first, mostly) already linked,
+  // and the binding plugin binds them without an ORC lookup (process_symbols.h). References to
+  // later objects still work: ORC links those on demand. A failed object does not stop the others,
+  // so that one error names every undefined symbol.
+  llvm::Error failed = llvm::Error::success();
+  for (auto& object : objects) {
+    llvm::orc::SymbolLookupSet symbol(std::move(object),
+                                      llvm::orc::SymbolLookupFlags::WeaklyReferencedSymbol);
+    auto linked = es.lookup(
+        llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
+        std::move(symbol));
+    if (!linked) failed = llvm::joinErrors(std::move(failed), linked.takeError());
+  }
+  if (failed) ThrowLinkFailure(std::move(failed));
   runtime_->RunPendingInitializers();
 }
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {
   if (!defined_.contains(symbol)) return nullptr;
   auto& es = session_->jit().getExecutionSession();
+  llvm::orc::SymbolStringPtr name = es.intern(symbol);
+  auto linked = linked_.find(name);
+  if (linked != linked_.end()) return linked->second.toPtr<void*>();
   auto found = es.lookup(
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
-      es.intern(symbol));
+      std::move(name));
   if (!found) ThrowLinkFailure(found.takeError());
   return found->getAddress().toPtr<void*>();
 }
@@ -375,8 +402,7 @@ std::optional<tvm::ffi::Function> LibraryObj::FindFunction(const std::string& na
     }
   }
   TVMFFIObjectIncRef(this);
-  auto* handle =
-      new FunctionHandle{this, reinterpret_cast<TVMFFISafeCallType>(address), name};
+  auto* handle = new FunctionHandle{this, reinterpret_cast<TVMFFISafeCallType>(address), name};
   return tvm::ffi::Function::FromExternC(handle, CallFunction, DeleteFunctionHandle);
 }
 
@@ -411,6 +437,9 @@ void LibraryObj::CloseDetached() {
   TakeReportedErrors(dylib_);
   session->memory().UnregisterArena(dylib_);
   session->init_fini().UnregisterLibrary(dylib_);
+  session->binding().UnregisterLibrary(dylib_);
+  linked_.clear();          // its names belong to the JIT's string pool
+  linked_objects_.clear();  // so do their graphs'
   dylib_ = nullptr;
   runtime_.reset();
   arena_.reset();
@@ -454,7 +483,8 @@ tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any
   library->Link();
   tvm::ffi::Module module(tvm::ffi::make_object<ModuleObj>(library));
   // Like tvm_ffi.load_module: point the library's context symbols at what the runtime registered.
-  if (void** context = static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
+  if (void** context =
+          static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
     *context = module.operator->();
   }
   tvm::ffi::Module::VisitContextSymbols([&](tvm::ffi::String symbol, void* value) {

@@ -35,6 +35,8 @@
 
 #include "init_fini.h"
 #include "memory.h"
+#include "object_cache.h"
+#include "process_symbols.h"
 #include "session.h"
 
 namespace orcjit {
@@ -85,7 +87,8 @@ class LibraryObj : public tvm::ffi::Object {
   /// Defines a checked object's symbols in the library; it is linked by the next Link().
   void AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                  llvm::orc::MaterializationUnit::Interface interface,
-                 const std::string& display_name);
+                 const std::string& display_name,
+                 std::shared_ptr<const CachedObject> cached = nullptr);
   void CheckOpen() const;
   void* LookupLinked(const std::string& symbol);
   /// Raises RuntimeError for a failed link of this library, with ORC's reasons.
@@ -98,11 +101,15 @@ class LibraryObj : public tvm::ffi::Object {
   std::unique_ptr<Runtime> runtime_;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
-  /// Symbols of objects added but not linked yet.
-  llvm::orc::SymbolLookupSet pending_;
+  /// One symbol of each object added but not linked yet, in the order they were added.
+  std::vector<llvm::orc::SymbolStringPtr> pending_;
   /// Every symbol the library's objects define, and where each object came from.
   llvm::StringSet<> defined_;
+  /// Where the symbols of linked objects are, filled by the binding plugin (process_symbols.h).
+  LinkedSymbols linked_;
   std::vector<std::string> objects_;
+  /// The cached objects whose graphs were copied into the library (their bytes are its content).
+  std::vector<std::shared_ptr<const CachedObject>> linked_objects_;
   uint64_t next_object_ = 0;
   /// Functions resolved so far, by export name.
   llvm::StringMap<void*> functions_;

@@ -1,5 +1,6 @@
 // Object files a session has read, checked and parsed, so that adding the same file again costs a
-// stat instead of a read, a validation pass (object_check.h) and a symbol-table parse.
+// stat instead of a read, a validation pass (object_check.h), a symbol-table parse and (with LLVM
+// 22) building its link graph, of which each library links a copy (graph_copy.h).
 //
 // Kernel tests load the same few objects into a fresh library for every test; reading and
 // checking them was a quarter of a load. An entry is keyed by the path and identified by what
@@ -14,6 +15,7 @@
 #ifndef PYTEST_ORCJIT_OBJECT_CACHE_H_
 #define PYTEST_ORCJIT_OBJECT_CACHE_H_
 
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <sys/stat.h>
@@ -33,6 +35,10 @@ struct CachedObject {
   std::shared_ptr<llvm::MemoryBuffer> buffer;
   /// What llvm::orc::getObjectFileInterface returned for it.
   llvm::orc::MaterializationUnit::Interface interface;
+  /// The object parsed into a link graph, never linked: libraries link copies of it
+  /// (graph_copy.h). Made when the file is read; null where the LLVM cannot copy graphs
+  /// (compat.h), and then libraries parse the bytes themselves.
+  std::shared_ptr<llvm::jitlink::LinkGraph> graph;
 };
 
 /// The identity of an opened file as fstat reports it.

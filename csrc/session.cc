@@ -2,15 +2,12 @@
 // library bookkeeping. See session.h.
 #include "session.h"
 
-#include <dlfcn.h>
 #include <llvm/ExecutionEngine/Orc/IRCompileLayer.h>
 #include <llvm/Support/Error.h>
 #include <llvm/TargetParser/Host.h>
 #include <tvm/ffi/c_api.h>
 #include <tvm/ffi/error.h>
-#include <unwind.h>
 
-#include <cxxabi.h>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -18,13 +15,12 @@
 #include "compat.h"
 #include "eh_frame.h"
 #include "library.h"
+#include "process_symbols.h"
 
 namespace orcjit {
 
 namespace {
 
-using llvm::orc::ExecutorAddr;
-using llvm::orc::ExecutorSymbolDef;
 using llvm::orc::JITDylib;
 
 /// The library of the graph whose failure this thread is reporting: the linking layer calls every
@@ -57,44 +53,6 @@ void ReportError(llvm::Error err) {
   reported.insert(reported.end(), messages.begin(), messages.end());
   failing_dylib = nullptr;
 }
-
-/// Resolves names against the shared libraries of the process. Python loads extension modules
-/// RTLD_LOCAL, so libtvm_ffi and libstdc++ may be invisible to dlsym(RTLD_DEFAULT): search them by
-/// handle too. Answers are defined in the process-symbols JITDylib, which makes them a cache.
-class ProcessSymbolGenerator final : public llvm::orc::DefinitionGenerator {
- public:
-  ProcessSymbolGenerator() {
-    handles_.push_back(RTLD_DEFAULT);
-    const void* anchors[] = {reinterpret_cast<const void*>(&TVMFFIFunctionCall),
-                             reinterpret_cast<const void*>(&__cxxabiv1::__cxa_begin_catch),
-                             reinterpret_cast<const void*>(&_Unwind_Resume)};
-    for (const void* anchor : anchors) {
-      Dl_info info;
-      if (dladdr(anchor, &info) == 0 || info.dli_fname == nullptr) continue;
-      if (void* handle = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) handles_.push_back(handle);
-    }
-  }
-
-  llvm::Error tryToGenerate(llvm::orc::LookupState&, llvm::orc::LookupKind, JITDylib& dylib,
-                            llvm::orc::JITDylibLookupFlags,
-                            const llvm::orc::SymbolLookupSet& symbols) override {
-    llvm::orc::SymbolMap found;
-    for (const auto& [name, flags] : symbols) {
-      // Pooled symbol names are NUL-terminated.
-      for (void* handle : handles_) {
-        if (void* addr = dlsym(handle, (*name).data())) {
-          found[name] = ExecutorSymbolDef(ExecutorAddr::fromPtr(addr), llvm::JITSymbolFlags::Exported);
-          break;
-        }
-      }
-    }
-    if (found.empty()) return llvm::Error::success();
-    return dylib.define(llvm::orc::absoluteSymbols(std::move(found)));
-  }
-
- private:
-  std::vector<void*> handles_;
-};
 
 /// Stands in for LLJIT's IR compiler: pytest-orcjit links objects only, and leaving the code
 /// generator out keeps the native core small and its load fast.
@@ -146,32 +104,34 @@ SessionObj::SessionObj() {
           // x86-64 System V ELF; set here so that LLJIT needs no target backend to compute it.
           .setDataLayout(llvm::DataLayout(
               "e-m:e-p270:32:32-p271:32:32-p272:64:64-i64:64-i128:128-f80:128-n8:16:32:64-S128"))
-          .setCompileFunctionCreator([](llvm::orc::JITTargetMachineBuilder)
-                                         -> llvm::Expected<
-                                             std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
-            return std::make_unique<NoIRCompiler>();
-          })
+          .setCompileFunctionCreator(
+              [](llvm::orc::JITTargetMachineBuilder)
+                  -> llvm::Expected<std::unique_ptr<llvm::orc::IRCompileLayer::IRCompiler>> {
+                return std::make_unique<NoIRCompiler>();
+              })
           .setObjectLinkingLayerCreator(compat::objectLinkingLayerCreator(
               [this](llvm::orc::ExecutionSession& es)
                   -> llvm::Expected<std::unique_ptr<llvm::orc::ObjectLayer>> {
                 auto memory = std::make_unique<ArenaMemoryManager>();
                 memory_ = memory.get();
-                auto layer =
-                    std::make_unique<llvm::orc::ObjectLinkingLayer>(es, std::move(memory));
+                auto layer = std::make_unique<llvm::orc::ObjectLinkingLayer>(es, std::move(memory));
                 auto eh_frames = compat::createEHFramePlugin(es);
                 if (!eh_frames) return eh_frames.takeError();
                 layer->addPlugin(std::move(*eh_frames));
                 layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
                 layer->addPlugin(std::make_unique<FailureAttributionPlugin>());
+                auto binding = std::make_unique<ProcessBindingPlugin>(es, process_symbol_cache_);
+                binding_ = binding.get();
+                layer->addPlugin(std::move(binding));
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
                 return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
               }))
           .setProcessSymbolsJITDylibSetup(
-              [](llvm::orc::LLJIT& j) -> llvm::Expected<llvm::orc::JITDylibSP> {
+              [this](llvm::orc::LLJIT& j) -> llvm::Expected<llvm::orc::JITDylibSP> {
                 auto& dylib = j.getExecutionSession().createBareJITDylib("<process>");
-                dylib.addGenerator(std::make_unique<ProcessSymbolGenerator>());
+                dylib.addGenerator(std::make_unique<ProcessSymbolGenerator>(process_symbol_cache_));
                 return &dylib;
               })
           .setPlatformSetUp(llvm::orc::setUpInactivePlatform)
@@ -219,6 +179,7 @@ void SessionObj::Close() {
   objects_.Clear();  // its symbol names belong to the JIT's string pool
   if (jit_) {
     if (auto err = jit_->getExecutionSession().endSession()) llvm::consumeError(std::move(err));
+    process_symbol_cache_.Clear();  // so do its names
     jit_.reset();
   }
 }

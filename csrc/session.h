@@ -5,11 +5,12 @@
 //     per library to run initializers, the largest cost of a default load; init_fini.h does that
 //     job from the linked sections instead, with no code generation on the load path;
 //   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
-//     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames) and the
-//     initializer plugin;
+//     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames), the
+//     initializer plugin and the process binding plugin (process_symbols.h), which binds a graph's
+//     references to the process and to its library's `__dso_handle` before ORC's lookup;
 //   * a process-symbols JITDylib whose generator resolves names against the libraries the process
-//     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL,
-//     and remembers every answer, so each name costs one dlsym per session.
+//     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL;
+//     it and the binding plugin share one cache, so each name costs one dlsym per session.
 // No compile threads are created: the session is safe to use in a process that forks afterwards.
 #ifndef PYTEST_ORCJIT_SESSION_H_
 #define PYTEST_ORCJIT_SESSION_H_
@@ -27,6 +28,7 @@
 #include "init_fini.h"
 #include "memory.h"
 #include "object_cache.h"
+#include "process_symbols.h"
 
 namespace orcjit {
 
@@ -51,6 +53,7 @@ class SessionObj : public tvm::ffi::Object {
   llvm::orc::LLJIT& jit();
   ArenaMemoryManager& memory() { return *memory_; }
   InitFiniPlugin& init_fini() { return *init_fini_; }
+  ProcessBindingPlugin& binding() { return *binding_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
   /// Object files the session's libraries have added, read and checked once (object_cache.h).
   ObjectCache& objects() { return objects_; }
@@ -61,9 +64,11 @@ class SessionObj : public tvm::ffi::Object {
   uint64_t NextLibraryId() { return next_library_id_.fetch_add(1); }
 
  private:
+  ProcessSymbols process_symbol_cache_;  // used by the JIT, so destroyed after it (emptied before)
   std::unique_ptr<llvm::orc::LLJIT> jit_;
-  ArenaMemoryManager* memory_ = nullptr;   // owned by the object linking layer
-  InitFiniPlugin* init_fini_ = nullptr;    // owned by the object linking layer
+  ArenaMemoryManager* memory_ = nullptr;     // owned by the object linking layer
+  InitFiniPlugin* init_fini_ = nullptr;      // owned by the object linking layer
+  ProcessBindingPlugin* binding_ = nullptr;  // owned by the object linking layer
   llvm::orc::JITDylib* process_symbols_ = nullptr;
   std::mutex mutex_;
   std::unordered_set<LibraryObj*> libraries_;
