@@ -3,15 +3,19 @@
 // index that JITLink's ELFLinkGraphBuilder and x86-64 backend later trust: the ELF header, the
 // section header table, string tables, the symbol table (and its extended index table),
 // relocation sections (offsets inside their target section, symbol indices, types the backend
-// knows), section groups, the record chain and CIE fields of .eh_frame, and the sizes of
-// init/fini arrays. All arithmetic on file values is overflow-safe; nothing is read unless it was
-// shown to lie inside the buffer. The first problem found is reported; the rest is not looked at.
+// knows, no byte patched by two relocations), section groups, the record chain and CIE fields of
+// .eh_frame, and the sizes of init/fini arrays. All arithmetic on file values is overflow-safe;
+// nothing is read unless it was shown to lie inside the buffer. The first problem found is
+// reported; the rest is not looked at.
+
+#include "object_check.h"
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "llvm/ADT/StringRef.h"
@@ -19,7 +23,6 @@
 #include "llvm/BinaryFormat/ELF.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/MathExtras.h"
-#include "object_check.h"
 
 namespace orcjit {
 namespace {
@@ -144,7 +147,7 @@ class ObjectChecker {
     for (uint32_t I = 1; I < Sections.size(); ++I) {
       if (Error Err = checkSectionContents(I)) return Err;
     }
-    return Error::success();
+    return checkOverlappingPatches();
   }
 
  private:
@@ -518,7 +521,7 @@ class ObjectChecker {
     return Error::success();
   }
 
-  Error checkRelocations(uint32_t Index) const {
+  Error checkRelocations(uint32_t Index) {
     const Section& S = Sections[Index];
     if (Error Err = checkTable(Index, sizeof(ELF::Elf64_Rela))) return Err;
     uint64_t Count = S.Size / sizeof(ELF::Elf64_Rela);
@@ -565,6 +568,27 @@ class ObjectChecker {
                        Twine(ROffset) + " + " + Twine(Info.Width) + ")" + Before + " of " +
                        describe(Target) + ", which is " + Twine(T.Size) + " bytes long");
       }
+      Patches.push_back({Target, ROffset - Info.Before, ROffset + Info.Width, Index, I});
+    }
+    return Error::success();
+  }
+
+  /// No byte of a section may be patched by two relocations. An assembler never emits that for
+  /// x86-64 (every relocation fills its own field of one instruction or datum), and the result
+  /// would depend on the order JITLink applies them in; in corrupted objects it means that a
+  /// relocation was moved onto the middle of an instruction, and the code would run garbage.
+  Error checkOverlappingPatches() {
+    std::sort(Patches.begin(), Patches.end(), [](const Patch& A, const Patch& B) {
+      return std::tie(A.Target, A.Begin, A.Section, A.Relocation) <
+             std::tie(B.Target, B.Begin, B.Section, B.Relocation);
+    });
+    for (size_t I = 1; I < Patches.size(); ++I) {
+      const Patch& A = Patches[I - 1];
+      const Patch& B = Patches[I];
+      if (A.Target != B.Target || B.Begin >= A.End) continue;
+      return corrupt("relocation " + Twine(A.Relocation) + " in " + describe(A.Section) +
+                     " and relocation " + Twine(B.Relocation) + " in " + describe(B.Section) +
+                     " both patch byte " + Twine(B.Begin) + " of " + describe(A.Target));
     }
     return Error::success();
   }
@@ -744,6 +768,16 @@ class ObjectChecker {
   uint32_t ShndxTable = 0;  ///< 0: none.
   uint64_t NumSymbols = 0;
   uint64_t ZeroFillTotal = 0;  ///< Bytes of SHF_ALLOC SHT_NOBITS sections.
+
+  /// The bytes [Begin, End) of section Target that relocation Relocation of section Section
+  /// patches (or reads, for GOT relaxation).
+  struct Patch {
+    uint32_t Target;
+    uint64_t Begin, End;
+    uint32_t Section;
+    uint64_t Relocation;
+  };
+  std::vector<Patch> Patches;
 };
 
 }  // namespace

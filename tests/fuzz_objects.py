@@ -199,6 +199,7 @@ def main() -> int:
     parser.add_argument("--mutants", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--object", type=Path, help="object to mutate (default: math_ops.cc)")
+    parser.add_argument("--save", type=Path, help="write each mutant that crashed or hung here")
     args = parser.parse_args()
     object_path = args.object
     if object_path is None:
@@ -210,6 +211,15 @@ def main() -> int:
         object_path = KernelBuilder(Path(tempfile.mkdtemp())).object("math_ops.cc")
     started = time.monotonic()
     outcomes = campaign(object_path, args.mutants, args.seed, "test_add")
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        data = object_path.read_bytes()
+        for index, (mutant, outcome) in enumerate(
+            zip(mutants(data, args.mutants, args.seed), outcomes, strict=True)
+        ):
+            if outcome.result.startswith(("crashed", "hung")):
+                name = f"seed{args.seed}-{index}-{outcome.kind}-{outcome.result.split()[-1]}.o"
+                (args.save / name).write_bytes(mutant.data)
     counts = collections.Counter((outcome.kind, outcome.result) for outcome in outcomes)
     print(
         f"{len(outcomes)} mutants of {object_path.name}, seed {args.seed}, "
