@@ -5,12 +5,14 @@
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
-#include <memory>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
+
+#include "fault_guard.h"
 
 extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);  // NOLINT
 extern char** environ;
@@ -57,12 +59,17 @@ std::optional<SectionKind> ClassifySection(StringRef name) {
   return std::nullopt;
 }
 
+/// Empty slots and the -1 terminators of old-style `.ctors` lists are not functions.
+bool IsFunction(uintptr_t entry) { return entry != 0 && entry != ~uintptr_t(0); }
+
 void CallEntry(uintptr_t entry) {
-  // Empty slots and the -1 terminators of old-style `.ctors` lists are not functions.
-  if (entry == 0 || entry == ~uintptr_t(0)) return;
+  if (!IsFunction(entry)) return;
   // glibc passes argc, argv and envp to `.init_array` functions; most take no arguments.
   reinterpret_cast<void (*)(int, char**, char**)>(entry)(0, nullptr, environ);
 }
+
+/// CallEntry in the shape FaultGuard::Call takes.
+void CallEntryOf(void* entry) { CallEntry(reinterpret_cast<uintptr_t>(entry)); }
 
 /// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
 /// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
@@ -98,11 +105,11 @@ llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table
       ok = value == 0 || value == ~uintptr_t(0);
     } else {
       const llvm::jitlink::Symbol& target = edge->getTarget();
-      auto prot = static_cast<unsigned>(target.isDefined()
-                                            ? target.getBlock().getSection().getMemProt()
-                                            : llvm::orc::MemProt::None);
-      int64_t offset = static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) +
-                       edge->getAddend();
+      auto prot =
+          static_cast<unsigned>(target.isDefined() ? target.getBlock().getSection().getMemProt()
+                                                   : llvm::orc::MemProt::None);
+      int64_t offset =
+          static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) + edge->getAddend();
       ok = (prot & static_cast<unsigned>(llvm::orc::MemProt::Exec)) != 0 && offset >= 0 &&
            functions.count({&target.getBlock(), static_cast<uint64_t>(offset)}) != 0;
     }
@@ -155,16 +162,41 @@ void Runtime::AddSections(std::vector<Section> inits, std::vector<Section> finis
   }
 }
 
-void Runtime::RunPendingInitializers() {
+llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
   std::vector<Section> inits;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     inits.swap(pending_inits_);
   }
+  if (inits.empty()) return llvm::Error::success();
   std::stable_sort(inits.begin(), inits.end(), [](const Section& a, const Section& b) {
     return std::make_pair(a.priority, a.sequence) < std::make_pair(b.priority, b.sequence);
   });
-  for (const Section& section : inits) RunSection(section, /*backwards=*/false);
+  FaultGuard guard;
+  for (const Section& section : inits) {
+    for (size_t i = 0; i < section.count; ++i) {
+      size_t index = section.reverse ? section.count - 1 - i : i;
+      uintptr_t entry = section.entries[index];
+      if (!IsFunction(entry)) continue;
+      std::optional<Fault> fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry));
+      if (!fault) continue;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        finalized_ = true;
+        pending_inits_.clear();
+        finis_.clear();
+        at_exit_.clear();
+      }
+      return llvm::createStringError(
+          std::make_error_code(std::errc::state_not_recoverable),
+          "static constructor of library '%s' (entry %zu of %s in '%s') crashed with %s; the "
+          "library was not loaded, and none of its other constructors or its destructors will "
+          "run: fix the constructor, or rebuild the object if it is corrupt",
+          library.str().c_str(), index, section.name.c_str(), section.object.c_str(),
+          fault->Describe().c_str());
+    }
+  }
+  return llvm::Error::success();
 }
 
 void Runtime::RunFinalizers() {
@@ -244,8 +276,12 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
       for (auto* block : section.blocks()) {
         if (auto err = CheckTable(graph, *block, *functions)) return err;
         Runtime::Section run{block->getAddress().toPtr<const uintptr_t*>(),
-                             block->getSize() / sizeof(uintptr_t), kind->priority, kind->reverse,
-                             0};
+                             block->getSize() / sizeof(uintptr_t),
+                             kind->priority,
+                             kind->reverse,
+                             0,
+                             graph.getName(),
+                             section.getName().str()};
         if (run.count == 0) continue;
         (kind->init ? recorded.inits : recorded.finis).push_back(run);
       }
@@ -270,7 +306,8 @@ llvm::Error InitFiniPlugin::notifyEmitted(llvm::orc::MaterializationResponsibili
     auto runtime_it = runtimes_.find(&mr.getTargetJITDylib());
     if (runtime_it != runtimes_.end()) runtime = runtime_it->second;
   }
-  if (runtime != nullptr) runtime->AddSections(std::move(recorded.inits), std::move(recorded.finis));
+  if (runtime != nullptr)
+    runtime->AddSections(std::move(recorded.inits), std::move(recorded.finis));
   return llvm::Error::success();
 }
 

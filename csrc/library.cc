@@ -212,6 +212,7 @@ void LibraryObj::CheckOpen() const {
     TVM_FFI_THROW(RuntimeError) << "library '" << name_
                                 << "' is closed; create a new library to load objects again";
   }
+  if (!failure_.empty()) TVM_FFI_THROW(RuntimeError) << failure_;
 }
 
 void LibraryObj::AddFile(const std::string& path) {
@@ -339,7 +340,10 @@ void LibraryObj::Link() {
       llvm::orc::makeJITDylibSearchOrder(dylib_, llvm::orc::JITDylibLookupFlags::MatchAllSymbols),
       std::move(symbols));
   if (!linked) ThrowLinkFailure(linked.takeError());
-  runtime_->RunPendingInitializers();
+  if (auto err = runtime_->RunPendingInitializers(name_)) {
+    failure_ = llvm::toString(std::move(err));
+    TVM_FFI_THROW(RuntimeError) << failure_;
+  }
 }
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {

@@ -62,7 +62,8 @@ class LibraryObj : public tvm::ffi::Object {
   void AddBytes(const tvm::ffi::Bytes& bytes);
 
   /// Links the objects added since the last link and runs their static constructors. Throws
-  /// RuntimeError naming undefined symbols and other link failures.
+  /// RuntimeError naming undefined symbols and other link failures, and when a constructor
+  /// crashes; after that, everything but Close() raises that error again.
   void Link();
 
   /// The export `name` (symbol `__tvm_ffi_<name>`), after Link(); AttributeError if none.
@@ -98,6 +99,8 @@ class LibraryObj : public tvm::ffi::Object {
   std::unique_ptr<Runtime> runtime_;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
+  /// Why the library cannot be used, if a static constructor crashed (init_fini.h); empty if not.
+  std::string failure_;
   /// Symbols of objects added but not linked yet.
   llvm::orc::SymbolLookupSet pending_;
   /// Every symbol the library's objects define, and where each object came from.

@@ -1,0 +1,184 @@
+"""A static constructor that crashes fails the load with RuntimeError; the process lives on.
+
+kernels/crashing_constructor.cc crashes in a constructor in the way ``-DCRASH=<n>``
+picks, between an earlier constructor that logs "first" and a later one (and
+destructors) that must then never run. Faults that are not the constructor's own
+(a signal it sends, a fault on another thread) must still end the process as
+before; those tests run in a child process.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_orcjit import ExecutionSession
+
+NULL_WRITE, TRAP, DIVIDE, STACK_OVERFLOW, RAISE, OTHER_THREAD = 1, 2, 3, 4, 5, 6
+
+MESSAGE = (
+    r"static constructor of library '{library}' \(entry 0 of \.init_array\.200 in '.*\.o'\) "
+    r"crashed with {signal} \(.*\); the library was not loaded"
+)
+
+
+def events(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def crashing(kernels, crash: int) -> Path:
+    return kernels.object("crashing_constructor.cc", f"-DCRASH={crash}")
+
+
+def assert_loads_and_runs(session: ExecutionSession, kernels) -> None:
+    lib = session.create_library("healthy")
+    lib.add(kernels.object("math_ops.cc"))
+    assert lib.get_function("test_add")(2, 3) == 5
+    lib.close()
+
+
+@pytest.mark.parametrize(
+    ("crash", "signal_name"),
+    [(NULL_WRITE, "SIGSEGV"), (TRAP, "SIGILL"), (DIVIDE, "SIGFPE")],
+    ids=["null_write", "trap", "divide"],
+)
+def test_a_crashing_constructor_raises_and_the_library_is_abandoned(
+    session: ExecutionSession, kernels, event_log: Path, crash: int, signal_name: str
+) -> None:
+    lib = session.create_library("crash")
+    lib.add(crashing(kernels, crash))
+    message = MESSAGE.format(library="crash", signal=signal_name)
+    with pytest.raises(RuntimeError, match=message):
+        lib.get_function("never_called")
+    assert events(event_log) == ["first"], "constructors after the crashing one do not run"
+    # The library stays unusable, with the same message, until it is closed.
+    with pytest.raises(RuntimeError, match=message):
+        lib.get_function("never_called")
+    with pytest.raises(RuntimeError, match=message):
+        lib.add(kernels.object("math_ops.cc"))
+    lib.close()
+    assert events(event_log) == ["first"], "no destructor of the crashed library runs"
+    assert_loads_and_runs(session, kernels)
+
+
+def test_load_module_raises_and_the_dropped_library_is_harmless(
+    session: ExecutionSession, kernels, event_log: Path
+) -> None:
+    with pytest.raises(RuntimeError, match=MESSAGE.format(library=".*", signal="SIGSEGV")):
+        session.load_module(crashing(kernels, NULL_WRITE))
+    assert_loads_and_runs(session, kernels)
+    session.close()
+    assert events(event_log) == ["first"]
+
+
+def test_a_constructor_that_overflows_the_stack(session: ExecutionSession, kernels) -> None:
+    """Caught on an alternate signal stack; a thread with a small stack keeps the test quick."""
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        lib = session.create_library("deep")
+        lib.add(crashing(kernels, STACK_OVERFLOW))
+        try:
+            lib.get_function("never_called")
+        except RuntimeError as error:
+            raised.append(error)
+        lib.close()
+
+    previous = threading.stack_size(1 << 20)
+    try:
+        thread = threading.Thread(target=load)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    assert len(raised) == 1
+    assert "crashed with SIGSEGV" in str(raised[0])
+    assert_loads_and_runs(session, kernels)
+
+
+def test_crashing_constructors_on_several_threads_at_once(
+    session: ExecutionSession, kernels
+) -> None:
+    objects = [crashing(kernels, kind) for kind in (NULL_WRITE, TRAP, DIVIDE)]
+    healthy = kernels.object("math_ops.cc")
+    failures: list[str] = []
+
+    def work(index: int) -> None:
+        for round_ in range(5):
+            lib = session.create_library(f"crash{index}")
+            lib.add(objects[(index + round_) % len(objects)])
+            try:
+                lib.get_function("never_called")
+                failures.append("a crashing constructor did not raise")
+            except RuntimeError as error:
+                if "crashed with SIG" not in str(error):
+                    failures.append(str(error))
+            lib.close()
+            lib = session.create_library(f"healthy{index}")
+            lib.add(healthy)
+            if lib.get_function("test_add")(index, round_) != index + round_:
+                failures.append("a healthy library computed the wrong sum")
+            lib.close()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def run_child(body: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``body`` in a child with ``lib``, a library of a session, and faulthandler enabled.
+
+    faulthandler is enabled after the session is made, so that its handler is the one in place
+    (tvm-ffi installs one of its own when it loads).
+    """
+    prologue = (
+        "import faulthandler\n"
+        "from pytest_orcjit import create_session\n"
+        "lib = create_session().create_library()\n"
+        "faulthandler.enable()\n"
+    )
+    code = prologue + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_faults_after_a_caught_one_still_reach_earlier_handlers(kernels) -> None:
+    """The guard's handlers are gone once the constructors ran: faulthandler sees a later fault."""
+    result = run_child(
+        f"""
+        import ctypes
+
+        lib.add({str(crashing(kernels, NULL_WRITE))!r})
+        try:
+            lib.get_function("never_called")
+        except RuntimeError:
+            print("caught", flush=True)
+        ctypes.string_at(0)
+        """
+    )
+    assert result.stdout == "caught\n"
+    assert result.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in result.stderr
+
+
+@pytest.mark.parametrize("crash", [RAISE, OTHER_THREAD], ids=["raise", "other_thread"])
+def test_signals_that_are_not_the_constructors_own_fault_are_passed_on(kernels, crash: int) -> None:
+    """A SIGSEGV the constructor sends, or a fault on a thread it started, ends the process."""
+    result = run_child(
+        f"""
+        lib.add({str(crashing(kernels, crash))!r})
+        lib.get_function("never_called")
+        print("survived")
+        """
+    )
+    assert result.stdout == ""
+    assert result.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in result.stderr
