@@ -5,11 +5,13 @@
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <utility>
 
 #include "fault_guard.h"
@@ -124,11 +126,14 @@ llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table
   return llvm::Error::success();
 }
 
-void RunSection(const Runtime::Section& section, bool backwards) {
-  bool reverse = section.reverse != backwards;
-  for (size_t i = 0; i < section.count; ++i) {
-    CallEntry(section.entries[reverse ? section.count - 1 - i : i]);
-  }
+/// A `__cxa_atexit` registration, in the shape FaultGuard::Call takes.
+struct AtExitCall {
+  void (*fn)(void*);
+  void* arg;
+};
+void CallAtExit(void* call) {
+  auto* at_exit = static_cast<AtExitCall*>(call);
+  at_exit->fn(at_exit->arg);
 }
 
 /// `__dso_handle` address -> the Runtime of the library that owns it.
@@ -199,18 +204,45 @@ llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
   return llvm::Error::success();
 }
 
-void Runtime::RunFinalizers() {
+llvm::Error Runtime::RunFinalizers(llvm::StringRef library) {
   std::vector<Section> finis;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (finalized_) return;
+    if (finalized_) return llvm::Error::success();
     finalized_ = true;
     finis.swap(finis_);
+    if (finis.empty() && at_exit_.empty()) return llvm::Error::success();
   }
   std::stable_sort(finis.begin(), finis.end(), [](const Section& a, const Section& b) {
     return std::make_pair(a.priority, a.sequence) > std::make_pair(b.priority, b.sequence);
   });
-  for (const Section& section : finis) RunSection(section, /*backwards=*/true);
+  FaultGuard guard;
+  // Stops running destructors, and says which one crashed.
+  auto crashed = [&](const Fault& fault, const std::string& which) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      at_exit_.clear();
+    }
+    return llvm::createStringError(
+        std::make_error_code(std::errc::state_not_recoverable),
+        "static destructor of library '%s' (%s) crashed with %s; the library was closed without "
+        "running its other destructors: fix the destructor, or rebuild the object if it is "
+        "corrupt",
+        library.str().c_str(), which.c_str(), fault.Describe().c_str());
+  };
+  for (const Section& section : finis) {
+    // Finalizer sections run backwards: `.fini_array` from its last entry, `.dtors` from its
+    // first.
+    for (size_t i = 0; i < section.count; ++i) {
+      size_t index = section.reverse ? i : section.count - 1 - i;
+      uintptr_t entry = section.entries[index];
+      if (!IsFunction(entry)) continue;
+      if (auto fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry))) {
+        return crashed(*fault, "entry " + std::to_string(index) + " of " + section.name + " in '" +
+                                   section.object + "'");
+      }
+    }
+  }
   // Destructors may register more destructors (a function-local static first used in one): run
   // until none is left, newest first.
   for (;;) {
@@ -221,8 +253,15 @@ void Runtime::RunFinalizers() {
       entry = at_exit_.back();
       at_exit_.pop_back();
     }
-    entry.first(entry.second);
+    AtExitCall call{entry.first, entry.second};
+    if (auto fault = guard.Call(CallAtExit, &call)) {
+      char address[2 + 16 + 1];
+      std::snprintf(address, sizeof(address), "%p", reinterpret_cast<void*>(entry.first));
+      return crashed(*fault,
+                     std::string("a destructor registered with __cxa_atexit, at ") + address);
+    }
   }
+  return llvm::Error::success();
 }
 
 void Runtime::AddAtExit(void (*fn)(void*), void* arg) {

@@ -13,10 +13,12 @@
 // `__cxa_atexit` to CxaAtExit below, which files the registration with the library that owns that
 // `__dso_handle`, so that destructors run when the library closes rather than at process exit.
 //
-// Constructors run under a FaultGuard (fault_guard.h): one that crashes (SIGSEGV, SIGBUS, SIGILL,
-// SIGFPE) fails the load with an error instead of ending the process, and the library is
-// abandoned: none of its other constructors, finalizers or `__cxa_atexit` registrations run. What
-// the crashed constructor had already done (memory it wrote, locks it took) is not undone.
+// Constructors and destructors run under a FaultGuard (fault_guard.h). A constructor that crashes
+// (SIGSEGV, SIGBUS, SIGILL, SIGFPE) fails the load with an error instead of ending the process,
+// and the library is abandoned: none of its other constructors, finalizers or `__cxa_atexit`
+// registrations run. A destructor that crashes stops the library's other destructors; the library
+// closes all the same. What the crashed code had already done (memory it wrote, locks it took)
+// is not undone.
 #ifndef PYTEST_ORCJIT_INIT_FINI_H_
 #define PYTEST_ORCJIT_INIT_FINI_H_
 
@@ -60,9 +62,10 @@ class Runtime {
   llvm::Error RunPendingInitializers(llvm::StringRef library);
 
   /// Runs finalizers (`.fini_array`/`.dtors`, by descending priority), then the `__cxa_atexit`
-  /// registrations in reverse order, each exactly once. Later calls, and calls after a
-  /// constructor crashed, do nothing.
-  void RunFinalizers();
+  /// registrations in reverse order, each exactly once and under a FaultGuard. If one crashes,
+  /// the rest are not run and the error says which destructor of `library` crashed. Later calls,
+  /// and calls after a constructor crashed, do nothing.
+  llvm::Error RunFinalizers(llvm::StringRef library);
 
   void AddAtExit(void (*fn)(void*), void* arg);
 

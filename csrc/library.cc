@@ -400,15 +400,16 @@ tvm::ffi::Function LibraryObj::GetFunction(const std::string& name) {
   TVM_FFI_UNREACHABLE();
 }
 
-void LibraryObj::Close() {
+std::string LibraryObj::Close() {
   session_->Detach(this);
-  CloseDetached();
+  return CloseDetached();
 }
 
-void LibraryObj::CloseDetached() {
+std::string LibraryObj::CloseDetached() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  runtime_->RunFinalizers();
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
+  std::string crashed;
+  if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
   SessionObj* session = session_.get();
   llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
   llvm::consumeError(std::move(removed));
@@ -419,6 +420,7 @@ void LibraryObj::CloseDetached() {
   runtime_.reset();
   arena_.reset();
   functions_.clear();
+  return crashed;
 }
 
 namespace {

@@ -73,13 +73,15 @@ class LibraryObj : public tvm::ffi::Object {
   /// The address of a symbol the library defines, or nullptr (after Link()).
   void* FindSymbol(const std::string& symbol);
 
-  /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent.
-  void Close();
+  /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent. Returns
+  /// why a static destructor crashed (the rest of the library's destructors did not run, and it
+  /// closed all the same), or an empty string; only the Python close() raises it.
+  std::string Close();
 
  private:
   friend class SessionObj;
   /// Close() without detaching from the session (the session is closing and holds its lock).
-  void CloseDetached();
+  std::string CloseDetached();
   /// Checks an object (object_check.h) and parses its symbol interface; ValueError if it is bad.
   llvm::orc::MaterializationUnit::Interface CheckAndParse(llvm::MemoryBufferRef buffer,
                                                           const std::string& name);

@@ -2,13 +2,15 @@
 
 kernels/crashing_constructor.cc crashes in a constructor in the way ``-DCRASH=<n>``
 picks, between an earlier constructor that logs "first" and a later one (and
-destructors) that must then never run. Faults that are not the constructor's own
-(a signal it sends, a fault on another thread) must still end the process as
-before; those tests run in a child process.
+destructors) that must then never run; or in a destructor, which makes close()
+raise. Faults that are not the constructor's own (a signal it sends, a fault on
+another thread) must still end the process as before; those tests run in a
+child process.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orcjit import ExecutionSession
+from pytest_orcjit import ExecutionSession, create_session
 
 NULL_WRITE, TRAP, DIVIDE, STACK_OVERFLOW, RAISE, OTHER_THREAD = 1, 2, 3, 4, 5, 6
+FINI_ARRAY_DESTRUCTOR, CXA_ATEXIT_DESTRUCTOR = 7, 8
 
 MESSAGE = (
     r"static constructor of library '{library}' \(entry 0 of \.init_array\.200 in '.*\.o'\) "
@@ -132,6 +135,54 @@ def test_crashing_constructors_on_several_threads_at_once(
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("crash", "which", "logged"),
+    [
+        (FINI_ARRAY_DESTRUCTOR, r"entry 0 of \.fini_array in '.*\.o'", ["first", "after", "dtor"]),
+        (
+            CXA_ATEXIT_DESTRUCTOR,
+            r"a destructor registered with __cxa_atexit, at 0x[0-9a-f]+",
+            ["first", "after", "dtor", "~first"],
+        ),
+    ],
+    ids=["fini_array", "cxa_atexit"],
+)
+def test_a_crashing_destructor_makes_close_raise(
+    session: ExecutionSession, kernels, event_log: Path, crash: int, which: str, logged: list[str]
+) -> None:
+    lib = session.create_library("dtor")
+    lib.add(crashing(kernels, crash))
+    assert lib.get_function("never_called")() == 1
+    message = (
+        rf"static destructor of library 'dtor' \({which}\) crashed with SIGSEGV \(.*\); "
+        r"the library was closed without running its other destructors"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        lib.close()
+    assert events(event_log) == logged, "destructors after the crashing one do not run"
+    lib.close()  # closing again does nothing
+    with pytest.raises(RuntimeError, match="is closed"):
+        lib.get_function("never_called")
+    assert_loads_and_runs(session, kernels)
+
+
+def test_a_crashing_destructor_is_survived_silently_on_drop_and_session_close(
+    kernels, event_log: Path
+) -> None:
+    session = create_session()
+    lib = session.create_library()
+    lib.add(crashing(kernels, FINI_ARRAY_DESTRUCTOR))
+    lib.get_function("never_called")
+    del lib
+    gc.collect()
+    lib = session.create_library()
+    lib.add(crashing(kernels, CXA_ATEXIT_DESTRUCTOR))
+    lib.get_function("never_called")
+    session.close()
+    assert events(event_log).count("dtor") == 2
+    assert_loads_and_runs(create_session(), kernels)
 
 
 def run_child(body: str) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,8 @@
 //   1 writes through a null pointer (SIGSEGV)    2 executes ud2 (SIGILL)
 //   3 divides by zero (SIGFPE)                   4 recurses until the stack overflows (SIGSEGV)
 //   5 raise(SIGSEGV): a signal sent, not a fault  6 a thread it starts writes through null
+// or, with nothing crashing before the library closes, a static destructor that writes through
+// null: 7 a destructor function (.fini_array), 8 a C++ global's destructor (__cxa_atexit).
 //
 // Around it, events are appended to the file named by ORCJIT_TEST_EVENT_LOG (as static_init.cc
 // does): an earlier constructor logs "first" and constructs an object whose destructor would log
@@ -21,6 +23,13 @@
 
 namespace {
 
+// Volatile, so that the compiler cannot see the null pointer or the zero and turn the crash into
+// something else.
+int* volatile g_null = nullptr;
+volatile int g_one = 1;
+volatile int g_zero = 0;
+volatile int g_sink = 0;
+
 void Log(const char* event) {
   const char* path = std::getenv("ORCJIT_TEST_EVENT_LOG");
   if (path == nullptr) return;
@@ -32,15 +41,11 @@ void Log(const char* event) {
 
 struct Tracked {
   Tracked() { Log("first"); }
-  ~Tracked() { Log("~first"); }
+  ~Tracked() {
+    Log("~first");
+    if (CRASH == 8) *g_null = 1;
+  }
 };
-
-// Volatile, so that the compiler cannot see the null pointer or the zero and turn the crash into
-// something else.
-int* volatile g_null = nullptr;
-volatile int g_one = 1;
-volatile int g_zero = 0;
-volatile int g_sink = 0;
 
 int Recurse(int depth) {
   volatile char frame[4096];
@@ -83,6 +88,9 @@ __attribute__((constructor(200))) void Crash() {
 }
 
 __attribute__((constructor(300))) void After() { Log("after"); }
-__attribute__((destructor)) void Dtor() { Log("dtor"); }
+__attribute__((destructor)) void Dtor() {
+  Log("dtor");
+  if (CRASH == 7) *g_null = 1;
+}
 
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(never_called, []() -> int64_t { return 1; });
