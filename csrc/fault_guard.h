@@ -1,6 +1,6 @@
 // A guard that turns a hardware fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE) in code run under it into
-// a return value, so that a library whose static constructor crashes can be reported as a Python
-// exception instead of ending the pytest process.
+// a return value, so that a library whose static constructor or destructor crashes can be
+// reported as a Python exception instead of ending the pytest process.
 //
 // How: while at least one guard exists, the process's handlers for those four signals are
 // replaced (sigaction, the previous handlers saved) by one that looks up whether the faulting
