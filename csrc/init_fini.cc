@@ -5,12 +5,16 @@
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
-#include <memory>
-#include <cstring>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <utility>
+
+#include "fault_guard.h"
 
 extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);  // NOLINT
 extern char** environ;
@@ -57,12 +61,17 @@ std::optional<SectionKind> ClassifySection(StringRef name) {
   return std::nullopt;
 }
 
+/// Empty slots and the -1 terminators of old-style `.ctors` lists are not functions.
+bool IsFunction(uintptr_t entry) { return entry != 0 && entry != ~uintptr_t(0); }
+
 void CallEntry(uintptr_t entry) {
-  // Empty slots and the -1 terminators of old-style `.ctors` lists are not functions.
-  if (entry == 0 || entry == ~uintptr_t(0)) return;
+  if (!IsFunction(entry)) return;
   // glibc passes argc, argv and envp to `.init_array` functions; most take no arguments.
   reinterpret_cast<void (*)(int, char**, char**)>(entry)(0, nullptr, environ);
 }
+
+/// CallEntry in the shape FaultGuard::Call takes.
+void CallEntryOf(void* entry) { CallEntry(reinterpret_cast<uintptr_t>(entry)); }
 
 /// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
 /// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
@@ -98,11 +107,11 @@ llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table
       ok = value == 0 || value == ~uintptr_t(0);
     } else {
       const llvm::jitlink::Symbol& target = edge->getTarget();
-      auto prot = static_cast<unsigned>(target.isDefined()
-                                            ? target.getBlock().getSection().getMemProt()
-                                            : llvm::orc::MemProt::None);
-      int64_t offset = static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) +
-                       edge->getAddend();
+      auto prot =
+          static_cast<unsigned>(target.isDefined() ? target.getBlock().getSection().getMemProt()
+                                                   : llvm::orc::MemProt::None);
+      int64_t offset =
+          static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) + edge->getAddend();
       ok = (prot & static_cast<unsigned>(llvm::orc::MemProt::Exec)) != 0 && offset >= 0 &&
            functions.count({&target.getBlock(), static_cast<uint64_t>(offset)}) != 0;
     }
@@ -117,11 +126,14 @@ llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table
   return llvm::Error::success();
 }
 
-void RunSection(const Runtime::Section& section, bool backwards) {
-  bool reverse = section.reverse != backwards;
-  for (size_t i = 0; i < section.count; ++i) {
-    CallEntry(section.entries[reverse ? section.count - 1 - i : i]);
-  }
+/// A `__cxa_atexit` registration, in the shape FaultGuard::Call takes.
+struct AtExitCall {
+  void (*fn)(void*);
+  void* arg;
+};
+void CallAtExit(void* call) {
+  auto* at_exit = static_cast<AtExitCall*>(call);
+  at_exit->fn(at_exit->arg);
 }
 
 /// `__dso_handle` address -> the Runtime of the library that owns it.
@@ -157,30 +169,82 @@ void Runtime::AddSections(std::vector<Section> inits, std::vector<Section> finis
   }
 }
 
-void Runtime::RunPendingInitializers() {
+llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
   std::vector<Section> inits;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     inits.swap(pending_inits_);
   }
+  if (inits.empty()) return llvm::Error::success();
   std::stable_sort(inits.begin(), inits.end(), [](const Section& a, const Section& b) {
     return std::make_pair(a.priority, a.sequence) < std::make_pair(b.priority, b.sequence);
   });
-  for (const Section& section : inits) RunSection(section, /*backwards=*/false);
+  FaultGuard guard;
+  for (const Section& section : inits) {
+    for (size_t i = 0; i < section.count; ++i) {
+      size_t index = section.reverse ? section.count - 1 - i : i;
+      uintptr_t entry = section.entries[index];
+      if (!IsFunction(entry)) continue;
+      std::optional<Fault> fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry));
+      if (!fault) continue;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        finalized_ = true;
+        pending_inits_.clear();
+        finis_.clear();
+        at_exit_.clear();
+      }
+      return llvm::createStringError(
+          std::make_error_code(std::errc::state_not_recoverable),
+          "static constructor of library '%s' (entry %zu of %s in '%s') crashed with %s; the "
+          "library was not loaded, and none of its other constructors or its destructors will "
+          "run: fix the constructor, or rebuild the object if it is corrupt",
+          library.str().c_str(), index, section.name.c_str(), section.object.c_str(),
+          fault->Describe().c_str());
+    }
+  }
+  return llvm::Error::success();
 }
 
-void Runtime::RunFinalizers() {
+llvm::Error Runtime::RunFinalizers(llvm::StringRef library) {
   std::vector<Section> finis;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (finalized_) return;
+    if (finalized_) return llvm::Error::success();
     finalized_ = true;
     finis.swap(finis_);
+    if (finis.empty() && at_exit_.empty()) return llvm::Error::success();
   }
   std::stable_sort(finis.begin(), finis.end(), [](const Section& a, const Section& b) {
     return std::make_pair(a.priority, a.sequence) > std::make_pair(b.priority, b.sequence);
   });
-  for (const Section& section : finis) RunSection(section, /*backwards=*/true);
+  FaultGuard guard;
+  // Stops running destructors, and says which one crashed.
+  auto crashed = [&](const Fault& fault, const std::string& which) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      at_exit_.clear();
+    }
+    return llvm::createStringError(
+        std::make_error_code(std::errc::state_not_recoverable),
+        "static destructor of library '%s' (%s) crashed with %s; the library was closed without "
+        "running its other destructors: fix the destructor, or rebuild the object if it is "
+        "corrupt",
+        library.str().c_str(), which.c_str(), fault.Describe().c_str());
+  };
+  for (const Section& section : finis) {
+    // Finalizer sections run backwards: `.fini_array` from its last entry, `.dtors` from its
+    // first.
+    for (size_t i = 0; i < section.count; ++i) {
+      size_t index = section.reverse ? i : section.count - 1 - i;
+      uintptr_t entry = section.entries[index];
+      if (!IsFunction(entry)) continue;
+      if (auto fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry))) {
+        return crashed(*fault, "entry " + std::to_string(index) + " of " + section.name + " in '" +
+                                   section.object + "'");
+      }
+    }
+  }
   // Destructors may register more destructors (a function-local static first used in one): run
   // until none is left, newest first.
   for (;;) {
@@ -191,8 +255,15 @@ void Runtime::RunFinalizers() {
       entry = at_exit_.back();
       at_exit_.pop_back();
     }
-    entry.first(entry.second);
+    AtExitCall call{entry.first, entry.second};
+    if (auto fault = guard.Call(CallAtExit, &call)) {
+      char address[2 + 16 + 1];
+      std::snprintf(address, sizeof(address), "%p", reinterpret_cast<void*>(entry.first));
+      return crashed(*fault,
+                     std::string("a destructor registered with __cxa_atexit, at ") + address);
+    }
   }
+  return llvm::Error::success();
 }
 
 void Runtime::AddAtExit(void (*fn)(void*), void* arg) {
@@ -246,8 +317,12 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
       for (auto* block : section.blocks()) {
         if (auto err = CheckTable(graph, *block, *functions)) return err;
         Runtime::Section run{block->getAddress().toPtr<const uintptr_t*>(),
-                             block->getSize() / sizeof(uintptr_t), kind->priority, kind->reverse,
-                             0};
+                             block->getSize() / sizeof(uintptr_t),
+                             kind->priority,
+                             kind->reverse,
+                             0,
+                             graph.getName(),
+                             section.getName().str()};
         if (run.count == 0) continue;
         (kind->init ? recorded.inits : recorded.finis).push_back(run);
       }
@@ -272,7 +347,8 @@ llvm::Error InitFiniPlugin::notifyEmitted(llvm::orc::MaterializationResponsibili
     auto runtime_it = runtimes_.find(&mr.getTargetJITDylib());
     if (runtime_it != runtimes_.end()) runtime = runtime_it->second;
   }
-  if (runtime != nullptr) runtime->AddSections(std::move(recorded.inits), std::move(recorded.finis));
+  if (runtime != nullptr)
+    runtime->AddSections(std::move(recorded.inits), std::move(recorded.finis));
   return llvm::Error::success();
 }
 

@@ -203,6 +203,7 @@ void LibraryObj::CheckOpen() const {
     TVM_FFI_THROW(RuntimeError) << "library '" << name_
                                 << "' is closed; create a new library to load objects again";
   }
+  if (!failure_.empty()) TVM_FFI_THROW(RuntimeError) << failure_;
 }
 
 void LibraryObj::AddFile(const std::string& path) {
@@ -363,7 +364,10 @@ void LibraryObj::Link() {
     if (!linked) failed = llvm::joinErrors(std::move(failed), linked.takeError());
   }
   if (failed) ThrowLinkFailure(std::move(failed));
-  runtime_->RunPendingInitializers();
+  if (auto err = runtime_->RunPendingInitializers(name_)) {
+    failure_ = llvm::toString(std::move(err));
+    TVM_FFI_THROW(RuntimeError) << failure_;
+  }
 }
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {
@@ -422,15 +426,16 @@ tvm::ffi::Function LibraryObj::GetFunction(const std::string& name) {
   TVM_FFI_UNREACHABLE();
 }
 
-void LibraryObj::Close() {
+std::string LibraryObj::Close() {
   session_->Detach(this);
-  CloseDetached();
+  return CloseDetached();
 }
 
-void LibraryObj::CloseDetached() {
+std::string LibraryObj::CloseDetached() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  runtime_->RunFinalizers();
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
+  std::string crashed;
+  if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
   SessionObj* session = session_.get();
   llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
   llvm::consumeError(std::move(removed));
@@ -444,6 +449,7 @@ void LibraryObj::CloseDetached() {
   runtime_.reset();
   arena_.reset();
   functions_.clear();
+  return crashed;
 }
 
 namespace {

@@ -64,7 +64,8 @@ class LibraryObj : public tvm::ffi::Object {
   void AddBytes(const tvm::ffi::Bytes& bytes);
 
   /// Links the objects added since the last link and runs their static constructors. Throws
-  /// RuntimeError naming undefined symbols and other link failures.
+  /// RuntimeError naming undefined symbols and other link failures, and when a constructor
+  /// crashes; after that, everything but Close() raises that error again.
   void Link();
 
   /// The export `name` (symbol `__tvm_ffi_<name>`), after Link(); AttributeError if none.
@@ -74,13 +75,15 @@ class LibraryObj : public tvm::ffi::Object {
   /// The address of a symbol the library defines, or nullptr (after Link()).
   void* FindSymbol(const std::string& symbol);
 
-  /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent.
-  void Close();
+  /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent. Returns
+  /// why a static destructor crashed (the rest of the library's destructors did not run, and it
+  /// closed all the same), or an empty string; only the Python close() raises it.
+  std::string Close();
 
  private:
   friend class SessionObj;
   /// Close() without detaching from the session (the session is closing and holds its lock).
-  void CloseDetached();
+  std::string CloseDetached();
   /// Checks an object (object_check.h) and parses its symbol interface; ValueError if it is bad.
   llvm::orc::MaterializationUnit::Interface CheckAndParse(llvm::MemoryBufferRef buffer,
                                                           const std::string& name);
@@ -101,6 +104,8 @@ class LibraryObj : public tvm::ffi::Object {
   std::unique_ptr<Runtime> runtime_;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
+  /// Why the library cannot be used, if a static constructor crashed (init_fini.h); empty if not.
+  std::string failure_;
   /// One symbol of each object added but not linked yet, in the order they were added.
   std::vector<llvm::orc::SymbolStringPtr> pending_;
   /// Every symbol the library's objects define, and where each object came from.

@@ -50,7 +50,11 @@ TVM_FFI_STATIC_INIT_BLOCK() {
            })
       .def("orcjit.library_get_function",
            [](Library library, std::string name) { return library->GetFunction(name); })
-      .def("orcjit.library_close", [](Library library) { library->Close(); })
+      .def("orcjit.library_close",
+           [](Library library) {
+             std::string crashed = library->Close();
+             if (!crashed.empty()) TVM_FFI_THROW(RuntimeError) << crashed;
+           })
       .def("orcjit.llvm_version", LLVMVersion)
       .def("orcjit.prepare_fork", PrepareFork);
 }

@@ -146,8 +146,11 @@ def _extreme_32_anywhere_in_tables(
     return "extreme-32", data
 
 
-def run_mutant(session: object, mutant: Mutant, export: str) -> Outcome:
-    """Add and link ``mutant`` in a forked child; report how the child ended."""
+def run_mutant(session: object, mutant: Mutant, export: str, close: bool = False) -> Outcome:
+    """Add and link ``mutant`` in a forked child; report how the child ended.
+
+    With ``close``, a library that linked is closed too, which runs its static destructors.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: add, link, report one line, exit without cleanup
@@ -157,6 +160,8 @@ def run_mutant(session: object, mutant: Mutant, export: str) -> Outcome:
             lib = session.create_library("fuzz")  # type: ignore[attr-defined]
             lib.add(mutant.data)
             lib.get_function(export)
+            if close:
+                lib.close()
         except Exception as err:  # a clean exception is a correct outcome
             status, detail = 1, f"{type(err).__name__}: {str(err)[:200]}"
         os.write(write_end, detail.encode(errors="replace"))
@@ -184,14 +189,16 @@ def run_mutant(session: object, mutant: Mutant, export: str) -> Outcome:
     return Outcome(mutant.kind, result, detail)
 
 
-def campaign(object_path: Path, count: int, seed: int, export: str) -> list[Outcome]:
+def campaign(
+    object_path: Path, count: int, seed: int, export: str, close: bool = False
+) -> list[Outcome]:
     from pytest_orcjit import create_session
     from pytest_orcjit.api import prepare_fork
 
     session = create_session()
     prepare_fork()
     data = object_path.read_bytes()
-    return [run_mutant(session, mutant, export) for mutant in mutants(data, count, seed)]
+    return [run_mutant(session, mutant, export, close) for mutant in mutants(data, count, seed)]
 
 
 def main() -> int:
@@ -199,6 +206,10 @@ def main() -> int:
     parser.add_argument("--mutants", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--object", type=Path, help="object to mutate (default: math_ops.cc)")
+    parser.add_argument("--save", type=Path, help="write each mutant that crashed or hung here")
+    parser.add_argument(
+        "--close", action="store_true", help="close each library that linked (runs destructors)"
+    )
     args = parser.parse_args()
     object_path = args.object
     if object_path is None:
@@ -209,7 +220,16 @@ def main() -> int:
 
         object_path = KernelBuilder(Path(tempfile.mkdtemp())).object("math_ops.cc")
     started = time.monotonic()
-    outcomes = campaign(object_path, args.mutants, args.seed, "test_add")
+    outcomes = campaign(object_path, args.mutants, args.seed, "test_add", args.close)
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        data = object_path.read_bytes()
+        for index, (mutant, outcome) in enumerate(
+            zip(mutants(data, args.mutants, args.seed), outcomes, strict=True)
+        ):
+            if outcome.result.startswith(("crashed", "hung")):
+                name = f"seed{args.seed}-{index}-{outcome.kind}-{outcome.result.split()[-1]}.o"
+                (args.save / name).write_bytes(mutant.data)
     counts = collections.Counter((outcome.kind, outcome.result) for outcome in outcomes)
     print(
         f"{len(outcomes)} mutants of {object_path.name}, seed {args.seed}, "

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fuzz_objects import SHT_RELA, ElfLayout
 
 from pytest_orcjit import ExecutionSession
 
@@ -44,6 +45,14 @@ def elf_magic_then_noise(kernels, tmp_path: Path) -> Path:
     return write(tmp_path, "noise.o", b"\x7fELF" + noise)
 
 
+def overlapping_relocations(kernels, tmp_path: Path) -> Path:
+    """Relocation 1 of the first relocation section moved onto relocation 0's field."""
+    data = bytearray(kernels.read("math_ops.cc"))
+    offset, _, _ = ElfLayout(bytes(data)).tables(SHT_RELA)[0]
+    data[offset + 24 : offset + 32] = data[offset : offset + 8]  # r_offset of entry 1 := entry 0's
+    return write(tmp_path, "overlapping.o", bytes(data))
+
+
 # (id, make the input from (kernels, tmp_path), what the message says besides the name)
 BAD_FILES: list[tuple[str, Callable[..., Path], str]] = [
     ("directory", lambda kernels, tmp: tmp, "directory"),
@@ -51,6 +60,7 @@ BAD_FILES: list[tuple[str, Callable[..., Path], str]] = [
     ("text", lambda kernels, tmp: write(tmp, "notes.o", b"just some text\n" * 20), "not an ELF"),
     ("truncated", truncated, "truncated or corrupt"),
     ("elf_magic_then_noise", elf_magic_then_noise, ""),
+    ("overlapping_relocations", overlapping_relocations, "relocation 0 .* both patch byte"),
     ("shared_library", lambda kernels, tmp: kernels.shared_library("math_ops.cc"), "shared lib"),
     (
         "aarch64",

@@ -6,7 +6,7 @@ import collections
 
 from fuzz_objects import campaign
 
-MUTANTS = 320
+MUTANTS = 1000
 SEED = 20261124
 
 

@@ -1,0 +1,68 @@
+// A guard that turns a hardware fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE) in code run under it into
+// a return value, so that a library whose static constructor or destructor crashes can be
+// reported as a Python exception instead of ending the pytest process.
+//
+// How: while at least one guard exists, the process's handlers for those four signals are
+// replaced (sigaction, the previous handlers saved) by one that looks up whether the faulting
+// thread is inside FaultGuard::Call. If it is, the handler jumps back into Call (siglongjmp), which
+// returns the fault. Anything else is passed on unchanged to the handler that was installed
+// before: a fault on another thread, or outside Call, or a signal that was sent (kill, raise)
+// rather than raised by the processor. When the last guard goes away the previous handlers are put
+// back (unless someone replaced ours in the meantime). A guard gives its thread an alternate
+// signal stack if it has none, so that a constructor that overflows the stack is caught too.
+// Guards nest (a guarded call that runs another guarded call) and may be used on several threads
+// at once.
+//
+// The limits, honestly: a fault is recoverable only in the sense that the code that faulted is
+// abandoned and never run again. The jump skips every frame between Call and the fault without
+// running destructors or releasing locks, so whatever that code had half done stays half done:
+// memory it wrote through a wild pointer stays corrupted, a lock it held (its own, or one inside
+// the C library if it faulted in malloc) stays held, objects it registered elsewhere stay
+// registered. Code that corrupts memory without faulting, loops forever, or calls abort() or
+// exit() is not caught at all. Only the first kMaxGuardedThreads threads inside Call at the same
+// time are guarded; further ones run their code unguarded.
+#ifndef PYTEST_ORCJIT_FAULT_GUARD_H_
+#define PYTEST_ORCJIT_FAULT_GUARD_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace orcjit {
+
+/// A hardware fault, as the kernel reported it.
+struct Fault {
+  int signal;         // SIGSEGV, SIGBUS, SIGILL or SIGFPE
+  int code;           // si_code: why (SEGV_MAPERR, ILL_ILLOPC, FPE_INTDIV, ...)
+  uintptr_t address;  // si_addr: the memory accessed, or the faulting instruction
+  uintptr_t pc;       // the instruction that faulted (0 where it is not known)
+
+  /// "SIGSEGV (invalid memory access: address 0x20 is not mapped)".
+  std::string Describe() const;
+};
+
+/// Upper bound on threads inside FaultGuard::Call at the same time; more run unguarded.
+constexpr int kMaxGuardedThreads = 256;
+
+/// While alive, installs the fault handlers (shared by all guards of the process) and, if the
+/// thread has none, an alternate signal stack for the calling thread. Not movable: create it on
+/// the thread that calls Call, and destroy it there.
+class FaultGuard {
+ public:
+  FaultGuard();
+  ~FaultGuard();
+  FaultGuard(const FaultGuard&) = delete;
+  FaultGuard& operator=(const FaultGuard&) = delete;
+
+  /// Calls `fn(arg)`. Returns nothing if it returned, or the fault that ended it; a C++
+  /// exception it throws passes through.
+  std::optional<Fault> Call(void (*fn)(void*), void* arg);
+
+ private:
+  void* alt_stack_ = nullptr;  // the alternate signal stack this guard installed, if any
+  size_t alt_stack_size_ = 0;
+};
+
+}  // namespace orcjit
+
+#endif  // PYTEST_ORCJIT_FAULT_GUARD_H_
