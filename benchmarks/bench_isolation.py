@@ -11,7 +11,10 @@ server, counted once the server is reaped), which is where the time goes: after
 a fork every page either process writes is copied (or at least faulted) once.
 No assertions.
 
-    python benchmarks/bench_isolation.py [--tests 300] [--repeat 3]
+    python benchmarks/bench_isolation.py [--tests 300] [--repeat 3] [--busy-ms 0]
+
+With ``--busy-ms N`` each test spins N ms first: tests that take time leave the
+other core idle for the fork server (and its warming) to work in.
 
 Times come from the test loop only (``pytest_runtestloop``), not from pytest's
 start-up or the compile; the best of ``--repeat`` runs of each mode is used.
@@ -40,10 +43,14 @@ int __tvm_ffi_add_one(void* self, const TVMFFIAny* args, int32_t num_args, TVMFF
 """
 
 TESTS = """
+import time
 import pytest
 
 @pytest.mark.parametrize("n", range({tests}))
 def test_add_one(orcjit_lib, n):
+    end = time.perf_counter() + {busy}  # --busy-ms: a test that does some work
+    while time.perf_counter() < end:
+        pass
     assert orcjit_lib.add_one(n) == n + 1
 """
 
@@ -114,10 +121,10 @@ def pytest_unconfigure(config):
 """
 
 
-def make_project(root: Path, tests: int) -> None:
+def make_project(root: Path, tests: int, busy_ms: float = 0.0) -> None:
     (root / "kernels").mkdir()
     (root / "kernels" / "add_one.c").write_text(KERNEL)
-    (root / "test_bench.py").write_text(TESTS.format(tests=tests))
+    (root / "test_bench.py").write_text(TESTS.format(tests=tests, busy=busy_ms / 1e3))
     (root / "conftest.py").write_text(CONFTEST)
     (root / "pytest.ini").write_text(
         textwrap.dedent(
@@ -144,11 +151,12 @@ def run(root: Path, isolation: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tests", type=int, default=300)
+    parser.add_argument("--busy-ms", type=float, default=0.0, help="work in each test (spin)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_isolation_") as tmp:
         root = Path(tmp)
-        make_project(root, args.tests)
+        make_project(root, args.tests, args.busy_ms)
         run(root, "none")  # warm the compile cache; not timed
         best: dict[str, dict[str, float]] = {}
         for _ in range(args.repeat):
@@ -161,7 +169,8 @@ def main() -> None:
     per_test = {mode: best[mode]["loop"] / tests * 1e3 for mode in best}
     overhead = per_test["fork"] - per_test["none"]
     trip = fork["trip_mean"] * 1e3
-    print(f"{int(tests)} trivial orcjit tests, best of {args.repeat} runs per mode")
+    kind = f"orcjit tests spinning {args.busy_ms:g} ms" if args.busy_ms else "trivial orcjit tests"
+    print(f"{int(tests)} {kind}, best of {args.repeat} runs per mode")
     row = "{:34}{:>12}{:>12}{:>16}{:>16}"
     print(row.format("", "ms/test", "loop ms", "faults/test", "child faults"))
     for mode in ("none", "fork"):
