@@ -196,8 +196,8 @@ void ArenaMemoryManager::allocate(const JITLinkDylib* dylib, LinkGraph& graph,
   char* next_standard = addr;
   char* next_finalize = addr + sizes->StandardSegs;
   for (auto& [group, segment] : layout.segments()) {
-    char*& next = group.getMemLifetime() == llvm::orc::MemLifetime::Standard ? next_standard
-                                                                             : next_finalize;
+    char*& next =
+        group.getMemLifetime() == llvm::orc::MemLifetime::Standard ? next_standard : next_finalize;
     segment.WorkingMem = next;
     segment.Addr = ExecutorAddr::fromPtr(next);
     next += RoundUpToPage(segment.ContentSize + segment.ZeroFillSize);

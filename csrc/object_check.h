@@ -21,6 +21,6 @@ namespace orcjit {
 /// requirement on it.
 llvm::Error checkObject(llvm::MemoryBufferRef buffer, llvm::StringRef name);
 
-} // namespace orcjit
+}  // namespace orcjit
 
-#endif // ORCJIT_OBJECT_CHECK_H
+#endif  // ORCJIT_OBJECT_CHECK_H

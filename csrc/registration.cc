@@ -45,9 +45,8 @@ TVM_FFI_STATIC_INIT_BLOCK() {
            [](Library library) { return static_cast<int64_t>(library->jit_memory()); })
       .def("orcjit.library_add_file",
            [](Library library, std::string path) { library->AddFile(path); })
-      .def("orcjit.library_add_bytes", [](Library library, ffi::Bytes bytes) {
-             library->AddBytes(bytes);
-           })
+      .def("orcjit.library_add_bytes",
+           [](Library library, ffi::Bytes bytes) { library->AddBytes(bytes); })
       .def("orcjit.library_get_function",
            [](Library library, std::string name) { return library->GetFunction(name); })
       .def("orcjit.library_close",
