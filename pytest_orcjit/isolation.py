@@ -292,8 +292,10 @@ class ForkServer:
             if run.pid is not None and run.pid in self.ended:
                 run.status = self.ended.pop(run.pid)  # what it sent in full is parsed
                 return
-            if self.exit_status is not None:
+            if self.exit_status is not None:  # its status would never come: stop it too
                 run.server_status = self.exit_status
+                if run.pid is not None:
+                    kill(run.pid, signal.SIGKILL)
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 run.timed_out = True

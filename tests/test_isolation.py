@@ -18,6 +18,7 @@ import pytest
 from pytest_orcjit.isolation import (
     CRASH_MESSAGE,
     EXIT_MESSAGE,
+    SERVER_MESSAGE,
     STDERR_TAIL_HEADER,
     TIMEOUT_MESSAGE,
     _condense_frames,
@@ -485,6 +486,26 @@ def test_a_waiting_child_that_dies_is_replaced(pytester: pytest.Pytester) -> Non
     # (Were it not replaced, the second test would time out: nothing would take its job.)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=20")
     result.assert_outcomes(passed=2)
+
+
+def test_a_dead_fork_server_fails_one_test_and_is_started_again(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        import os, signal, time
+
+        def test_kills_the_server():
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(30)  # killed with it
+
+        def test_runs_under_a_new_server():
+            pass
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=20")
+    result.assert_outcomes(passed=1, failed=1)
+    message = SERVER_MESSAGE.format(status=signal.SIGKILL.value)
+    result.stdout.fnmatch_lines([failed_line("test_kills_the_server", message)])
 
 
 def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> None:
