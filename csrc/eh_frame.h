@@ -12,21 +12,17 @@
 
 #include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 
+#include "plugin.h"
+
 namespace orcjit {
 
-class EHFramePackingPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
+class EHFramePackingPlugin final : public ResourcelessPlugin {
  public:
   void modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,
                         llvm::jitlink::PassConfiguration& config) override;
   llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override {
     return llvm::Error::success();
   }
-  llvm::Error notifyRemovingResources(llvm::orc::JITDylib& dylib,
-                                      llvm::orc::ResourceKey key) override {
-    return llvm::Error::success();
-  }
-  void notifyTransferringResources(llvm::orc::JITDylib& dylib, llvm::orc::ResourceKey dst,
-                                   llvm::orc::ResourceKey src) override {}
 };
 
 }  // namespace orcjit

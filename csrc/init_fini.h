@@ -30,6 +30,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "plugin.h"
+
 namespace orcjit {
 
 /// One library's initializers, finalizers and `__cxa_atexit` registrations.
@@ -88,7 +90,7 @@ extern "C" int OrcjitCxaAtExit(void (*fn)(void*), void* arg, void* dso);
 bool IsInitFiniSection(llvm::StringRef name);
 
 /// The ObjectLinkingLayer plugin that preserves and records initializer and finalizer sections.
-class InitFiniPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
+class InitFiniPlugin final : public ResourcelessPlugin {
  public:
   void RegisterLibrary(const llvm::orc::JITDylib* dylib, Runtime* runtime);
   void UnregisterLibrary(const llvm::orc::JITDylib* dylib);
@@ -97,12 +99,6 @@ class InitFiniPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
                         llvm::jitlink::PassConfiguration& config) override;
   llvm::Error notifyEmitted(llvm::orc::MaterializationResponsibility& mr) override;
   llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override;
-  llvm::Error notifyRemovingResources(llvm::orc::JITDylib& dylib,
-                                      llvm::orc::ResourceKey key) override {
-    return llvm::Error::success();
-  }
-  void notifyTransferringResources(llvm::orc::JITDylib& dylib, llvm::orc::ResourceKey dst,
-                                   llvm::orc::ResourceKey src) override {}
 
  private:
   struct Recorded {

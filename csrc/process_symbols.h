@@ -33,6 +33,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "plugin.h"
+
 namespace orcjit {
 
 /// The symbols of the shared libraries the process uses. Python loads extension modules
@@ -73,7 +75,7 @@ using LinkedSymbols = llvm::DenseMap<llvm::orc::SymbolStringPtr, llvm::orc::Exec
 
 /// The ObjectLinkingLayer plugin that binds process symbols and the per-library symbols into each
 /// graph before ORC's lookup; see the top of this file.
-class ProcessBindingPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
+class ProcessBindingPlugin final : public ResourcelessPlugin {
  public:
   /// What the plugin needs to know about a library (JITDylib): the symbols its objects define,
   /// which it reads while the library links, its `__dso_handle`, and the table of its linked
@@ -93,12 +95,6 @@ class ProcessBindingPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin 
                         llvm::jitlink::PassConfiguration& config) override;
   llvm::Error notifyEmitted(llvm::orc::MaterializationResponsibility& mr) override;
   llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override;
-  llvm::Error notifyRemovingResources(llvm::orc::JITDylib& dylib,
-                                      llvm::orc::ResourceKey key) override {
-    return llvm::Error::success();
-  }
-  void notifyTransferringResources(llvm::orc::JITDylib& dylib, llvm::orc::ResourceKey dst,
-                                   llvm::orc::ResourceKey src) override {}
 
  private:
   using Definitions = std::vector<std::pair<llvm::orc::SymbolStringPtr, llvm::orc::ExecutorAddr>>;

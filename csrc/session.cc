@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "eh_frame.h"
 #include "library.h"
+#include "plugin.h"
 #include "process_symbols.h"
 
 namespace orcjit {
@@ -33,17 +34,12 @@ std::unordered_map<const JITDylib*, std::vector<std::string>>& Reported() {
 }
 
 /// Remembers which library a failing graph belongs to, for the error reporter.
-class FailureAttributionPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
+class FailureAttributionPlugin final : public ResourcelessPlugin {
  public:
   llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override {
     failing_dylib = &mr.getTargetJITDylib();
     return llvm::Error::success();
   }
-  llvm::Error notifyRemovingResources(JITDylib&, llvm::orc::ResourceKey) override {
-    return llvm::Error::success();
-  }
-  void notifyTransferringResources(JITDylib&, llvm::orc::ResourceKey,
-                                   llvm::orc::ResourceKey) override {}
 };
 
 void ReportError(llvm::Error err) {
