@@ -38,6 +38,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
@@ -61,17 +62,15 @@ _madvise = ctypes.CDLL(None, use_errno=True).madvise
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
+@dataclass(frozen=True)
 class Ends:
     """The server's ends of the pipes (see ForkServer)."""
 
-    def __init__(self, jobs: int, frames: int, stderr: int, status: int, lifeline: int) -> None:
-        self.jobs, self.frames, self.stderr, self.status, self.lifeline = (
-            jobs,
-            frames,
-            stderr,
-            status,
-            lifeline,
-        )
+    jobs: int
+    frames: int
+    stderr: int
+    status: int
+    lifeline: int
 
 
 def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
