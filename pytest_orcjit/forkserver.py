@@ -2,10 +2,9 @@
 
 ``serve`` runs in the fork server, a process forked from pytest by
 ``pytest_orcjit.isolation.ForkServer`` (whose docstring describes the pipes).
-It keeps one child forked ahead, waiting for a job; it hands each job the
-parent sends to that child, tells the parent which child took it, forks the
-next one, and reports how every child ends. A child reads one job (the index
-of an item), runs the item through
+It keeps one child forked ahead, waiting for a job, forks the next one as soon
+as that child takes its job, and reports how every child ends. A child reads
+one job (the index of an item), runs the item through
 ``pytest_runtest_protocol`` (so the hook wrappers of pytest and of other
 plugins apply to that item), sends each report as soon as it is made, then its
 warnings, and leaves with ``os._exit``.
@@ -48,10 +47,10 @@ from _pytest.runner import runtestprotocol
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-JOB = struct.Struct("<id")  # parent -> server -> child: item index (-1: the first item), timeout
-HEADER = struct.Struct("<Q")  # child -> parent: the length of each message
-STATUS = struct.Struct("<ii")  # server -> parent: a child's pid and wait status, or TAKEN
-TAKEN = -1  # the status that says the child took the job (before it says how it ended)
+JOB = struct.Struct("<id")  # parent -> child: item index (-1: the server's first item), timeout
+PID = struct.Struct("<i")  # child -> parent, first: who took the job
+HEADER = struct.Struct("<Q")  # child -> parent, then: the length of each message
+STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
 INTERNAL_ERROR = 70  # exit status of a server or child when the fork boundary itself failed
 RESPAWNS = 3  # waiting children that may die in a row (before taking a job) before the server quits
 _CHILD_PLUGIN = "orcjit-forked-child"
@@ -75,14 +74,11 @@ class Ends:
 
 
 def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
-    """The fork server: keep one child waiting, hand it each job, report how children end.
+    """The fork server: keep one child waiting for a job; report how each child ends.
 
     ``start_item`` is the item the parent was running when it forked the
     server (job index -1); ``tee`` whether children send their stderr through
-    the stderr pipe; ``warning_filters`` the filters children start from. The
-    server holds a job until the waiting child says it took it: a waiting
-    child that dies first (killed from outside) is replaced, and the job goes
-    to its replacement.
+    the stderr pipe; ``warning_filters`` the filters children start from.
     """
     status = INTERNAL_ERROR
     try:
@@ -91,42 +87,29 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
         start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
         ranges = _writable_ranges()
         taken_r, taken_w = os.pipe()
-        os.set_blocking(taken_r, False)
         learn_r, learn_w = os.pipe()  # the first child's copied pages
         poller = select.poll()
-        for fd in (ends.lifeline, ends.jobs, taken_r, learn_r):
+        for fd in (ends.lifeline, taken_r, learn_r):
             poller.register(fd, select.POLLIN)
         pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
         learned = bytearray()
         runs: Sequence[int] = ()  # what the first child copied, for later ones to warm
 
-        def fork_waiting(learn: int) -> tuple[int, int]:
-            """A new waiting child: its pid and the pipe its job goes to."""
-            job_r, job_w = os.pipe()
+        def fork_waiting(learn: int) -> int:
             pid = os.fork()
             if pid == 0:
-                for fd in (job_w, taken_r, learn_r, ends.jobs, ends.status, ends.lifeline):
+                for fd in (taken_r, learn_r, ends.status, ends.lifeline):
                     os.close(fd)  # learn_w is open for the first child only
-                _await_job(
-                    start_item, ends, job_r, taken_w, tee, warning_filters, runs, ranges, learn
-                )
-            os.close(job_r)
+                _await_job(start_item, ends, taken_w, tee, warning_filters, runs, ranges, learn)
             try:
                 pidfds[pid] = os.pidfd_open(pid)
                 poller.register(pidfds[pid], select.POLLIN)
             except (AttributeError, OSError):
                 pidfds[pid] = -1
-            return pid, job_w
+            return pid
 
-        def took(pid: int, job_w: int) -> tuple[int, int]:
-            """The waiting child took its job: tell the parent; the next waiting child."""
-            write_all(ends.status, STATUS.pack(pid, TAKEN))
-            os.close(job_w)
-            return fork_waiting(-1)
-
-        waiting, job_w = fork_waiting(learn_w)
+        waiting = fork_waiting(learn_w)
         os.close(learn_w)
-        job = b""  # handed to the waiting child, not taken yet
         deaths = 0  # waiting children that died in a row
         while deaths < RESPAWNS:
             polled = any(fd < 0 for fd in pidfds.values())
@@ -136,13 +119,9 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
             if learn_r in ready and read_into(learn_r, learned) == 0:
                 poller.unregister(learn_r)
                 runs = array.array("Q", learned[: len(learned) - len(learned) % 16])
-            if _took(taken_r):  # first: the next job is for the next child
-                (waiting, job_w), job, deaths = took(waiting, job_w), b"", 0
-            if ends.jobs in ready:
-                job = os.read(ends.jobs, JOB.size)  # written whole, in one atomic write
-                if not job:  # the parent closed the server
-                    break
-                _hand(job_w, job)
+            if taken_r in ready:
+                os.read(taken_r, 64)
+                waiting, deaths = fork_waiting(-1), 0
             while pidfds:  # report every child that ended
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
@@ -151,15 +130,9 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
                 if pidfd >= 0:
                     poller.unregister(pidfd)
                     os.close(pidfd)
-                # A quick test: the child took its job and ended since the look above.
-                if pid == waiting and _took(taken_r):
-                    (waiting, job_w), job, deaths = took(waiting, job_w), b"", 0
                 write_all(ends.status, STATUS.pack(pid, wait_status))
-                if pid == waiting:  # it died before it took a job: its replacement gets it
-                    os.close(job_w)
-                    (waiting, job_w), deaths = fork_waiting(-1), deaths + 1
-                    if job:
-                        _hand(job_w, job)
+                if pid == waiting:  # it died before it took a job: fork another
+                    waiting, deaths = fork_waiting(-1), deaths + 1
         for pid in pidfds:  # the waiting child, and any child the parent gave up on
             kill(pid, signal.SIGKILL)
         for pid in pidfds:
@@ -172,24 +145,9 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
         os._exit(status)
 
 
-def _took(taken_r: int) -> bool:
-    """Whether the waiting child said it took its job (one byte on the non-blocking pipe)."""
-    try:
-        return bool(os.read(taken_r, 64))
-    except BlockingIOError:
-        return False
-
-
-def _hand(job_w: int, job: bytes) -> None:
-    """Give ``job`` to the waiting child; if it just died, its replacement will get it."""
-    with contextlib.suppress(BrokenPipeError):
-        write_all(job_w, job)
-
-
 def _await_job(
     start_item: pytest.Item,
     ends: Ends,
-    job_fd: int,
     taken: int,
     tee: bool,
     warning_filters: list[Any],
@@ -197,23 +155,24 @@ def _await_job(
     ranges: list[tuple[int, int]],
     learn: int,
 ) -> NoReturn:
-    """A waiting child: warm ``runs``, read its job, tell the server, run it. Never returns.
+    """A waiting child: warm ``runs``, read one job, tell the server, run it. Never returns.
 
     With ``learn`` (a pipe to the server) it reports the pages of ``ranges`` it
     copied, once its last message is sent.
     """
     status = INTERNAL_ERROR
     try:
-        _warm(runs, job_fd)
-        job = os.read(job_fd, JOB.size)  # a job is written whole, in one atomic write
-        if len(job) != JOB.size:  # end of file: the server is closing
+        _warm(runs, ends.jobs)
+        job = os.read(ends.jobs, JOB.size)  # a job is written whole, in one atomic write
+        if len(job) != JOB.size:  # end of file: the parent closed the server
             os._exit(0)
         os.write(taken, b"\0")
         os.close(taken)
-        os.close(job_fd)
+        os.close(ends.jobs)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         index, timeout = JOB.unpack(job)
         item = start_item if index < 0 else start_item.session.items[index]
+        write_all(ends.frames, PID.pack(os.getpid()))
         status = _child_main(item, ends.frames, ends.stderr, tee, timeout > 0, warning_filters)
         if learn >= 0:
             with contextlib.suppress(OSError):

@@ -93,7 +93,7 @@ import pytest
 from _pytest.skipping import evaluate_xfail_marks, xfailed_key
 
 from . import forkserver
-from .forkserver import HEADER, JOB, STATUS, TAKEN, flush, kill, read_into, write_all
+from .forkserver import HEADER, JOB, PID, STATUS, flush, kill, read_into, write_all
 
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
@@ -195,10 +195,9 @@ def _positions(session: pytest.Session) -> dict[pytest.Item, int]:
 class ForkServer:
     """The pytest process's handle on its fork server (see the module docstring).
 
-    Pipes: jobs (parent -> server, which hands each job to its waiting
-    child), frames (child -> parent: its reports and last message), stderr
-    (child -> parent, when not captured by pytest), status (server -> parent:
-    which child took the job, how each child ended) and a lifeline (the server
+    Pipes: jobs (parent -> waiting child), frames (child -> parent: its pid,
+    then its message), stderr (child -> parent, when not captured by pytest),
+    status (server -> parent: how each child ended) and a lifeline (the server
     leaves when it closes).
     """
 
@@ -239,9 +238,6 @@ class ForkServer:
         for fd in (self.frames_r, self.stderr_r, self.status_r):
             os.set_blocking(fd, False)
         self.ended: dict[int, int] = {}  # pid -> wait status, of children not yet matched
-        # Runs that ended before the server said which child took their job (a quick test):
-        # that many TAKEN statuses still to come belong to earlier runs.
-        self.late_takes = 0
 
     def serves(self, item: pytest.Item, generation: int) -> bool:
         """Whether a child of this server would inherit what a fork of the parent now would."""
@@ -267,8 +263,6 @@ class ForkServer:
         finally:
             if run.end is None and run.status is None and run.pid is not None:
                 kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
-        if run.end is not None and run.pid is None:
-            self.late_takes += 1
         run.duration = time.monotonic() - start
         return run
 
@@ -288,12 +282,11 @@ class ForkServer:
             ready = {fd for fd, _ in poller.poll(None if wait is None else wait * 1000)}
             if self.stderr_r in ready:
                 run.read_stderr(self.stderr_r)
+            if self.frames_r in ready or self.status_r in ready:
+                while read_into(self.frames_r, run.frames) > 0:  # all it wrote before it ended
+                    pass
             if self.status_r in ready:
-                self._read_statuses(run)
-            # After the statuses: a child that ended wrote all its frames before the server
-            # could say so, and they are read here before its end is looked at.
-            while read_into(self.frames_r, run.frames) > 0:
-                pass
+                self._read_statuses()
             if run.parse():
                 return
             if run.pid is not None and run.pid in self.ended:
@@ -306,7 +299,7 @@ class ForkServer:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 run.timed_out = True
-                if run.pid is None:  # no child took the job: the server is stuck
+                if run.pid is None:  # the server never handed the job out: it is stuck
                     kill(self.pid, signal.SIGKILL)
                     deadline = None
                     continue
@@ -317,18 +310,13 @@ class ForkServer:
                 else:
                     deadline = None
 
-    def _read_statuses(self, run: _Run) -> None:
+    def _read_statuses(self) -> None:
         data = bytearray()
         while (got := read_into(self.status_r, data)) > 0:
             pass
         for offset in range(0, len(data) - len(data) % STATUS.size, STATUS.size):
             pid, status = STATUS.unpack_from(data, offset)
-            if status == TAKEN and self.late_takes:
-                self.late_takes -= 1
-            elif status == TAKEN:  # one TAKEN per job, in order: this run's
-                run.pid = pid
-            else:
-                self.ended[pid] = status
+            self.ended[pid] = status
         if got == 0:  # end of file: the server is gone
             self.exit_status = os.waitpid(self.pid, 0)[1]
 
@@ -358,9 +346,12 @@ class _Run:
         self._parsed = 0  # bytes of ``frames`` taken so far
 
     def parse(self) -> bool:
-        """Take the whole messages out of ``frames``; True after the last one."""
+        """Take the child's pid and whole messages out of ``frames``; True after the last one."""
         data = self.frames
-        while len(data) - self._parsed >= HEADER.size:
+        if self.pid is None and len(data) >= PID.size:
+            self.pid = PID.unpack_from(data)[0]
+            self._parsed = PID.size
+        while self.pid is not None and len(data) - self._parsed >= HEADER.size:
             start = self._parsed + HEADER.size
             stop = start + HEADER.unpack_from(data, self._parsed)[0]
             if len(data) < stop:
