@@ -282,11 +282,12 @@ class ForkServer:
             ready = {fd for fd, _ in poller.poll(None if wait is None else wait * 1000)}
             if self.stderr_r in ready:
                 run.read_stderr(self.stderr_r)
-            if self.frames_r in ready or self.status_r in ready:
-                while read_into(self.frames_r, run.frames) > 0:  # all it wrote before it ended
-                    pass
             if self.status_r in ready:
                 self._read_statuses()
+            # After the statuses: a child that ended wrote all its frames before the server
+            # could say so, and they are read here before its end is looked at.
+            while read_into(self.frames_r, run.frames) > 0:
+                pass
             if run.parse():
                 return
             if run.pid is not None and run.pid in self.ended:
