@@ -1,4 +1,4 @@
-// Copies of link graphs; see graph_copy.h.
+// Copies of link graphs and prepared graphs; see graph_copy.h.
 #include "graph_copy.h"
 
 #include <llvm/ADT/DenseMap.h>
@@ -12,9 +12,17 @@ using llvm::jitlink::Block;
 using llvm::jitlink::LinkGraph;
 using llvm::jitlink::Symbol;
 
-std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) {
+namespace {
+
+constexpr llvm::StringLiteral kEHFrame = ".eh_frame";
+constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
+
+/// A copy of `graph`. A prepared copy owns its contents and section names (the graph it copies is
+/// being linked, and what it allocated goes away with it) and renames .eh_frame.
+std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, bool prepare) {
 #if !ORCJIT_COPY_LINK_GRAPHS
   (void)graph;
+  (void)prepare;
   return nullptr;  // compat::parseGraph made no graph to copy
 #else
   auto copy = std::make_unique<LinkGraph>(graph.getName(), graph.getSymbolStringPool(),
@@ -42,7 +50,13 @@ std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) {
                                  symbol->getLinkage(), symbol->getScope(), symbol->isLive());
   }
   for (auto& section : graph.sections()) {
-    auto& section_copy = copy->createSection(section.getName(), section.getMemProt());
+    llvm::StringRef name = section.getName();
+    if (prepare) {
+      auto owned = copy->allocateContent(
+          llvm::Twine(name == kEHFrame ? llvm::StringRef(kPreparedEHFrame) : name));
+      name = llvm::StringRef(owned.data(), owned.size());
+    }
+    auto& section_copy = copy->createSection(name, section.getMemProt());
     section_copy.setOrdinal(section.getOrdinal());
     section_copy.setMemLifetime(section.getMemLifetime());
     for (Block* block : section.blocks()) {
@@ -50,8 +64,10 @@ std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) {
           block->isZeroFill()
               ? copy->createZeroFillBlock(section_copy, block->getSize(), block->getAddress(),
                                           block->getAlignment(), block->getAlignmentOffset())
-              : copy->createContentBlock(section_copy, block->getContent(), block->getAddress(),
-                                         block->getAlignment(), block->getAlignmentOffset());
+              : copy->createContentBlock(
+                    section_copy,
+                    prepare ? copy->allocateContent(block->getContent()) : block->getContent(),
+                    block->getAddress(), block->getAlignment(), block->getAlignmentOffset());
       blocks[block] = &block_copy;
     }
     for (Symbol* symbol : section.symbols()) {
@@ -73,6 +89,68 @@ std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) {
   }
   return copy;
 #endif
+}
+
+/// Gives a prepared graph's .eh_frame its name back.
+llvm::Error RestoreEHFrame(LinkGraph& graph) {
+  auto* prepared = graph.findSectionByName(kPreparedEHFrame);
+  if (prepared == nullptr) return llvm::Error::success();
+  auto& section = graph.createSection(kEHFrame, prepared->getMemProt());
+  section.setOrdinal(prepared->getOrdinal());
+  section.setMemLifetime(prepared->getMemLifetime());
+  graph.mergeSections(section, *prepared);
+  return llvm::Error::success();
+}
+
+}  // namespace
+
+std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) { return Copy(graph, /*prepare=*/false); }
+
+std::shared_ptr<LinkGraph> PreparedGraphs::Find(const Key& key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = graphs_.find(key);
+  return it == graphs_.end() ? nullptr : it->second;
+}
+
+void PreparedGraphs::Insert(Key key, std::shared_ptr<LinkGraph> graph) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (graphs_.size() < kMaxGraphs) graphs_.try_emplace(std::move(key), std::move(graph));
+}
+
+void GraphPreparationPlugin::Expect(const llvm::orc::JITDylib* dylib, const LinkGraph* graph,
+                                    std::shared_ptr<PreparedGraphs> store,
+                                    PreparedGraphs::Key key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  expected_[graph] = Expected{dylib, std::move(store), std::move(key)};
+}
+
+void GraphPreparationPlugin::Forget(const llvm::orc::JITDylib* dylib) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = expected_.begin(); it != expected_.end();) {
+    it = it->second.dylib == dylib ? expected_.erase(it) : std::next(it);
+  }
+}
+
+void GraphPreparationPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility&,
+                                              LinkGraph& g,
+                                              llvm::jitlink::PassConfiguration& config) {
+  // Before the pre-prune passes of the plugins after this one, which may look for .eh_frame.
+  if (g.findSectionByName(kPreparedEHFrame) != nullptr) {
+    config.PrePrunePasses.push_back(RestoreEHFrame);
+    return;
+  }
+  std::optional<Expected> expected;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = expected_.find(&g);
+    if (it == expected_.end()) return;
+    expected = std::move(it->second);
+    expected_.erase(it);
+  }
+  config.PostPrunePasses.push_back([expected = std::move(*expected)](LinkGraph& graph) {
+    expected.store->Insert(expected.key, Copy(graph, /*prepare=*/true));
+    return llvm::Error::success();
+  });
 }
 
 }  // namespace orcjit

@@ -2,6 +2,7 @@
 // library's Runtime, and the `__cxa_atexit` that JIT code links against. See init_fini.h.
 #include "init_fini.h"
 
+#include <llvm/ADT/DenseMap.h>
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
@@ -10,7 +11,6 @@
 #include <cstring>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -76,16 +76,33 @@ void CallEntryOf(void* entry) { CallEntry(reinterpret_cast<uintptr_t>(entry)); }
 /// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
 /// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
 /// pointer or jump into the middle of a function.
-using FunctionStarts = std::set<std::pair<const llvm::jitlink::Block*, uint64_t>>;
+using FunctionStarts =
+    llvm::DenseMap<std::pair<const llvm::jitlink::Block*, uint64_t>, llvm::jitlink::Symbol*>;
 
-/// Where the graph's functions start, taken before dead-stripping drops unreferenced local
-/// symbols (such as the `_GLOBAL__sub_I_*` constructors that only an init table refers to).
-FunctionStarts FindFunctionStarts(LinkGraph& graph) {
-  FunctionStarts starts;
-  for (auto* symbol : graph.defined_symbols()) {
-    if (symbol->isCallable()) starts.emplace(&symbol->getBlock(), symbol->getOffset());
+/// The places that the entries of the graph's initializer and finalizer tables point at, each with
+/// the function symbol that starts there (null where none does).
+FunctionStarts FindTableTargets(LinkGraph& graph) {
+  FunctionStarts targets;
+  for (auto& section : graph.sections()) {
+    if (!ClassifySection(section.getName())) continue;
+    for (auto* block : section.blocks()) {
+      for (const auto& edge : block->edges()) {
+        const llvm::jitlink::Symbol& target = edge.getTarget();
+        int64_t offset =
+            static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) + edge.getAddend();
+        if (target.isDefined() && offset >= 0) {
+          targets.try_emplace({&target.getBlock(), static_cast<uint64_t>(offset)}, nullptr);
+        }
+      }
+    }
   }
-  return starts;
+  if (targets.empty()) return targets;
+  for (auto* symbol : graph.defined_symbols()) {
+    if (!symbol->isCallable()) continue;
+    auto it = targets.find({&symbol->getBlock(), symbol->getOffset()});
+    if (it != targets.end() && it->second == nullptr) it->second = symbol;
+  }
+  return targets;
 }
 
 llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table,
@@ -113,7 +130,7 @@ llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table
       int64_t offset =
           static_cast<int64_t>(target.isDefined() ? target.getOffset() : 0) + edge->getAddend();
       ok = (prot & static_cast<unsigned>(llvm::orc::MemProt::Exec)) != 0 && offset >= 0 &&
-           functions.count({&target.getBlock(), static_cast<uint64_t>(offset)}) != 0;
+           functions.lookup({&target.getBlock(), static_cast<uint64_t>(offset)}) != nullptr;
     }
     if (!ok) {
       return llvm::createStringError(
@@ -295,10 +312,14 @@ void InitFiniPlugin::UnregisterLibrary(const llvm::orc::JITDylib* dylib) {
 
 void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, LinkGraph& g,
                                       llvm::jitlink::PassConfiguration& config) {
-  auto functions = std::make_shared<FunctionStarts>();
   // Nothing references initializer sections, so dead-stripping would drop them: keep them alive.
-  config.PrePrunePasses.push_back([functions](LinkGraph& graph) {
-    *functions = FindFunctionStarts(graph);
+  // Keep the function symbols their entries point at too (such as the `_GLOBAL__sub_I_*`
+  // constructors, local symbols that nothing else refers to): the check after fixups looks for
+  // them, and so does the check of a prepared copy of the graph (graph_copy.h).
+  config.PrePrunePasses.push_back([](LinkGraph& graph) {
+    for (auto& [where, symbol] : FindTableTargets(graph)) {
+      if (symbol != nullptr) symbol->setLive(true);
+    }
     for (auto& section : graph.sections()) {
       if (!ClassifySection(section.getName())) continue;
       std::vector<llvm::jitlink::Block*> blocks(section.blocks().begin(), section.blocks().end());
@@ -309,13 +330,14 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
     return llvm::Error::success();
   });
   // After fixups the sections hold the final function addresses; remember where they are.
-  config.PostFixupPasses.push_back([this, &mr, functions](LinkGraph& graph) -> llvm::Error {
+  config.PostFixupPasses.push_back([this, &mr](LinkGraph& graph) -> llvm::Error {
+    FunctionStarts functions = FindTableTargets(graph);
     Recorded recorded;
     for (auto& section : graph.sections()) {
       auto kind = ClassifySection(section.getName());
       if (!kind) continue;
       for (auto* block : section.blocks()) {
-        if (auto err = CheckTable(graph, *block, *functions)) return err;
+        if (auto err = CheckTable(graph, *block, functions)) return err;
         Runtime::Section run{block->getAddress().toPtr<const uintptr_t*>(),
                              block->getSize() / sizeof(uintptr_t),
                              kind->priority,

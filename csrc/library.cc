@@ -238,10 +238,11 @@ void LibraryObj::AddFile(const std::string& path) {
     std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
     auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
     auto cached =
-        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr});
+        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr, nullptr});
     // The parsed graph that libraries link copies of; without it they parse the object themselves.
     cached->graph =
         compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
+    if (cached->graph) cached->prepared = std::make_shared<PreparedGraphs>();
     object = std::move(cached);
     cache.Insert(path, stamp, object);
   }
@@ -317,8 +318,17 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   auto& layer = session_->jit().getObjLinkingLayer();
   llvm::Error added = llvm::Error::success();
   if (cached && cached->graph) {
+    // A copy of the graph prepared for the same weak definitions, or else of the parsed graph,
+    // which linking then prepares (graph_copy.h).
+    PreparedGraphs::Key key(discarded.begin(), discarded.end());
+    llvm::sort(key);
+    std::shared_ptr<llvm::jitlink::LinkGraph> prepared = cached->prepared->Find(key);
+    auto copy = CopyGraph(prepared ? *prepared : *cached->graph);
+    if (!prepared) {
+      session_->preparation().Expect(dylib_, copy.get(), cached->prepared, std::move(key));
+    }
     // The copy refers to the cached object's bytes: keep them until the library closes.
-    added = compat::addGraph(layer, *dylib_, CopyGraph(*cached->graph), std::move(interface));
+    added = compat::addGraph(layer, *dylib_, std::move(copy), std::move(interface));
     linked_objects_.push_back(std::move(cached));
   } else {
     added = layer.add(*dylib_, std::move(buffer), std::move(interface));
@@ -437,6 +447,9 @@ std::string LibraryObj::CloseDetached() {
   std::string crashed;
   if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
   SessionObj* session = session_.get();
+  // Before the graphs that were never linked are freed, so that no later graph at the same address
+  // is taken for one of them.
+  session->preparation().Forget(dylib_);
   llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
   llvm::consumeError(std::move(removed));
   TakeReportedErrors(dylib_);

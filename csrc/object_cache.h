@@ -27,6 +27,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "graph_copy.h"
+
 namespace orcjit {
 
 /// A checked object file and its parsed symbol interface, shared by every library that adds it.
@@ -39,6 +41,8 @@ struct CachedObject {
   /// (graph_copy.h). Made when the file is read; null where the LLVM cannot copy graphs
   /// (compat.h), and then libraries parse the bytes themselves.
   std::shared_ptr<llvm::jitlink::LinkGraph> graph;
+  /// The graphs that linking `graph` prepared (graph_copy.h); made with `graph`.
+  std::shared_ptr<PreparedGraphs> prepared;
 };
 
 /// The identity of an opened file as fstat reports it.

@@ -111,6 +111,10 @@ SessionObj::SessionObj() {
                 auto memory = std::make_unique<ArenaMemoryManager>();
                 memory_ = memory.get();
                 auto layer = std::make_unique<llvm::orc::ObjectLinkingLayer>(es, std::move(memory));
+                // First: what it copies is what the passes before its own have done.
+                auto preparation = std::make_unique<GraphPreparationPlugin>();
+                preparation_ = preparation.get();
+                layer->addPlugin(std::move(preparation));
                 auto eh_frames = compat::createEHFramePlugin(es);
                 if (!eh_frames) return eh_frames.takeError();
                 layer->addPlugin(std::move(*eh_frames));

@@ -25,6 +25,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "graph_copy.h"
 #include "init_fini.h"
 #include "memory.h"
 #include "object_cache.h"
@@ -54,6 +55,7 @@ class SessionObj : public tvm::ffi::Object {
   ArenaMemoryManager& memory() { return *memory_; }
   InitFiniPlugin& init_fini() { return *init_fini_; }
   ProcessBindingPlugin& binding() { return *binding_; }
+  GraphPreparationPlugin& preparation() { return *preparation_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
   /// Object files the session's libraries have added, read and checked once (object_cache.h).
   ObjectCache& objects() { return objects_; }
@@ -66,9 +68,10 @@ class SessionObj : public tvm::ffi::Object {
  private:
   ProcessSymbols process_symbol_cache_;  // used by the JIT, so destroyed after it (emptied before)
   std::unique_ptr<llvm::orc::LLJIT> jit_;
-  ArenaMemoryManager* memory_ = nullptr;     // owned by the object linking layer
-  InitFiniPlugin* init_fini_ = nullptr;      // owned by the object linking layer
-  ProcessBindingPlugin* binding_ = nullptr;  // owned by the object linking layer
+  ArenaMemoryManager* memory_ = nullptr;           // owned by the object linking layer
+  InitFiniPlugin* init_fini_ = nullptr;            // owned by the object linking layer
+  ProcessBindingPlugin* binding_ = nullptr;        // owned by the object linking layer
+  GraphPreparationPlugin* preparation_ = nullptr;  // owned by the object linking layer
   llvm::orc::JITDylib* process_symbols_ = nullptr;
   std::mutex mutex_;
   std::unordered_set<LibraryObj*> libraries_;

@@ -76,6 +76,19 @@ def test_ctors_and_dtors_sections(session: ExecutionSession, kernels, event_log:
     assert_destroyed_once_in_order(event_log)
 
 
+@pytest.mark.parametrize("flags", [(), ("-fno-use-init-array",)], ids=["init_array", "ctors"])
+def test_every_load_of_an_object_constructs_and_destroys(
+    session: ExecutionSession, kernels, event_log: Path, flags: tuple[str, ...]
+) -> None:
+    """Later loads link a copy of the graph the first load prepared (csrc/graph_copy.h)."""
+    for _ in range(3):
+        event_log.unlink(missing_ok=True)
+        with load_static_init(session, kernels, *flags) as lib:
+            lib.get_function("test_touch_local")()
+            assert_constructed_in_order(event_log)
+        assert_destroyed_once_in_order(event_log)
+
+
 def test_load_module_runs_constructors(session: ExecutionSession, kernels, event_log: Path) -> None:
     module = session.load_module(kernels.read("static_init.cc"))
     assert_constructed_in_order(event_log)
