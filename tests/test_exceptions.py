@@ -21,7 +21,9 @@ def test_exception_caught_in_another_object(
         module.half_a(7)  # thrown inside, reaches Python through the TVM-FFI wrapper
 
 
-def test_exceptions_unwind_through_every_load(session: ExecutionSession, kernels, toolchain) -> None:
+def test_exceptions_unwind_through_every_load(
+    session: ExecutionSession, kernels, toolchain
+) -> None:
     """Later loads link copies of the graphs the first loads prepared (csrc/graph_copy.h), one per
     object and set of inline functions taken from the objects before it: both orders, twice."""
     cxx, opt = toolchain

@@ -102,3 +102,43 @@ def test_addresses_that_are_not_mapped_are_skipped() -> None:
     assert (
         in_child(lambda: forkserver._warm([page, page, 0x7FFF_0000_0000, page], never[0])) is None
     )
+
+
+def huge_kib(address: int) -> int:
+    """AnonHugePages of the mapping of this process that holds ``address``, in KiB."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                low, high = (int(bound, 16) for bound in fields[0].split("-"))
+                inside = low <= address < high
+            elif inside and fields[0] == "AnonHugePages:":
+                return int(fields[1])
+    return 0
+
+
+def test_collapsing_backs_memory_with_huge_pages_without_changing_it() -> None:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        if "[never]" in f.read():
+            pytest.skip("transparent huge pages are off")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    c_int = ctypes.c_int
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, c_int, c_int, c_int, ctypes.c_long)
+    size = 3 * forkserver._HUGE_PAGE  # holds at least one aligned window
+    low = libc.mmap(None, size, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+    page = os.sysconf("SC_PAGE_SIZE")
+    for offset in range(0, size, 2 * page):  # every other page: collapsing fills the holes
+        ctypes.memmove(low + offset, offset.to_bytes(8, "little"), 8)
+    before = ctypes.string_at(low, size)
+
+    def collapse_and_report() -> tuple[int, bytes]:
+        forkserver._collapse([(low, low + size)])
+        return huge_kib(low), ctypes.string_at(low, size)
+
+    huge, after = in_child(collapse_and_report)
+    if huge == 0:
+        pytest.skip("this kernel collapses nothing (MADV_COLLAPSE is Linux 6.1)")
+    assert huge >= forkserver._HUGE_PAGE // 1024
+    assert after == before

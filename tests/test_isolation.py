@@ -499,6 +499,23 @@ def test_a_waiting_child_that_dies_is_replaced(pytester: pytest.Pytester) -> Non
     result.assert_outcomes(passed=2)
 
 
+def test_the_fork_server_yields_to_the_tests_it_forks(pytester: pytest.Pytester) -> None:
+    # The server forks as SCHED_BATCH, so that it never preempts a running test; a child runs
+    # its test as an ordinary process, as the test would run without the fork.
+    make_tests(
+        pytester,
+        """
+        import os
+
+        def test_policies():
+            assert os.sched_getscheduler(0) == os.SCHED_OTHER
+            assert os.sched_getscheduler(os.getppid()) == os.SCHED_BATCH
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
 def test_a_dead_fork_server_fails_one_test_and_is_started_again(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
