@@ -14,7 +14,7 @@ using llvm::jitlink::Symbol;
 
 namespace {
 
-constexpr llvm::StringLiteral kEHFrame = ".eh_frame";
+[[maybe_unused]] constexpr llvm::StringLiteral kEHFrame = ".eh_frame";  // copies only
 constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
 
 /// A copy of `graph`. A prepared copy owns its contents and section names (the graph it copies is
@@ -93,12 +93,16 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, bool prepare) {
 
 /// Gives a prepared graph's .eh_frame its name back.
 llvm::Error RestoreEHFrame(LinkGraph& graph) {
+#if ORCJIT_COPY_LINK_GRAPHS
   auto* prepared = graph.findSectionByName(kPreparedEHFrame);
   if (prepared == nullptr) return llvm::Error::success();
   auto& section = graph.createSection(kEHFrame, prepared->getMemProt());
   section.setOrdinal(prepared->getOrdinal());
   section.setMemLifetime(prepared->getMemLifetime());
   graph.mergeSections(section, *prepared);
+#else
+  (void)graph;  // only copies are prepared
+#endif
   return llvm::Error::success();
 }
 
