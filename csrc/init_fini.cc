@@ -73,14 +73,11 @@ void CallEntry(uintptr_t entry) {
 /// CallEntry in the shape FaultGuard::Call takes.
 void CallEntryOf(void* entry) { CallEntry(reinterpret_cast<uintptr_t>(entry)); }
 
-/// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
-/// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
-/// pointer or jump into the middle of a function.
+/// The places that the entries of a graph's initializer and finalizer tables point at, each with
+/// the function symbol that starts there (null where none does).
 using FunctionStarts =
     llvm::DenseMap<std::pair<const llvm::jitlink::Block*, uint64_t>, llvm::jitlink::Symbol*>;
 
-/// The places that the entries of the graph's initializer and finalizer tables point at, each with
-/// the function symbol that starts there (null where none does).
 FunctionStarts FindTableTargets(LinkGraph& graph) {
   FunctionStarts targets;
   for (auto& section : graph.sections()) {
@@ -105,6 +102,9 @@ FunctionStarts FindTableTargets(LinkGraph& graph) {
   return targets;
 }
 
+/// Checks that every entry of an initializer or finalizer table is a relocation to the start of a
+/// function of the graph (or empty): a corrupt object could otherwise make the library call a wild
+/// pointer or jump into the middle of a function.
 llvm::Error CheckTable(const LinkGraph& graph, const llvm::jitlink::Block& table,
                        const FunctionStarts& functions) {
   std::vector<const llvm::jitlink::Edge*> entries(table.getSize() / sizeof(uintptr_t), nullptr);
@@ -316,8 +316,10 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
   // Keep the function symbols their entries point at too (such as the `_GLOBAL__sub_I_*`
   // constructors, local symbols that nothing else refers to): the check after fixups looks for
   // them, and so does the check of a prepared copy of the graph (graph_copy.h).
-  config.PrePrunePasses.push_back([](LinkGraph& graph) {
-    for (auto& [where, symbol] : FindTableTargets(graph)) {
+  auto functions = std::make_shared<FunctionStarts>();
+  config.PrePrunePasses.push_back([functions](LinkGraph& graph) {
+    *functions = FindTableTargets(graph);
+    for (auto& [where, symbol] : *functions) {
       if (symbol != nullptr) symbol->setLive(true);
     }
     for (auto& section : graph.sections()) {
@@ -330,14 +332,13 @@ void InitFiniPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& 
     return llvm::Error::success();
   });
   // After fixups the sections hold the final function addresses; remember where they are.
-  config.PostFixupPasses.push_back([this, &mr](LinkGraph& graph) -> llvm::Error {
-    FunctionStarts functions = FindTableTargets(graph);
+  config.PostFixupPasses.push_back([this, &mr, functions](LinkGraph& graph) -> llvm::Error {
     Recorded recorded;
     for (auto& section : graph.sections()) {
       auto kind = ClassifySection(section.getName());
       if (!kind) continue;
       for (auto* block : section.blocks()) {
-        if (auto err = CheckTable(graph, *block, functions)) return err;
+        if (auto err = CheckTable(graph, *block, *functions)) return err;
         Runtime::Section run{block->getAddress().toPtr<const uintptr_t*>(),
                              block->getSize() / sizeof(uintptr_t),
                              kind->priority,
