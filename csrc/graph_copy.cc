@@ -4,6 +4,8 @@
 #include <llvm/ADT/DenseMap.h>
 #include <llvm/ExecutionEngine/JITLink/x86_64.h>
 
+#include <optional>
+
 #include "compat.h"
 
 namespace orcjit {
@@ -17,9 +19,19 @@ namespace {
 [[maybe_unused]] constexpr llvm::StringLiteral kEHFrame = ".eh_frame";  // copies only
 constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
 
-/// A copy of `graph`. A prepared copy owns its contents and section names (the graph it copies is
-/// being linked, and what it allocated goes away with it) and renames .eh_frame.
-std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, bool prepare) {
+/// Whether `content` lies in `bytes`.
+bool Within(llvm::ArrayRef<char> content, llvm::StringRef bytes) {
+  auto begin = reinterpret_cast<uintptr_t>(content.data());
+  auto low = reinterpret_cast<uintptr_t>(bytes.data());
+  return begin >= low && begin + content.size() <= low + bytes.size();
+}
+
+/// A copy of `graph`. A prepared copy (`object_bytes` given: the bytes of the graph's object file,
+/// which outlive the copy) owns its section names and the contents that are not in those bytes
+/// (the graph it copies is being linked, and what that allocated goes away with it), and renames
+/// .eh_frame.
+std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef> object_bytes) {
+  const bool prepare = object_bytes.has_value();
 #if !ORCJIT_COPY_LINK_GRAPHS
   (void)graph;
   (void)prepare;
@@ -60,15 +72,16 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, bool prepare) {
     section_copy.setOrdinal(section.getOrdinal());
     section_copy.setMemLifetime(section.getMemLifetime());
     for (Block* block : section.blocks()) {
-      Block& block_copy =
-          block->isZeroFill()
-              ? copy->createZeroFillBlock(section_copy, block->getSize(), block->getAddress(),
-                                          block->getAlignment(), block->getAlignmentOffset())
-              : copy->createContentBlock(
-                    section_copy,
-                    prepare ? copy->allocateContent(block->getContent()) : block->getContent(),
-                    block->getAddress(), block->getAlignment(), block->getAlignmentOffset());
-      blocks[block] = &block_copy;
+      if (block->isZeroFill()) {
+        blocks[block] =
+            &copy->createZeroFillBlock(section_copy, block->getSize(), block->getAddress(),
+                                       block->getAlignment(), block->getAlignmentOffset());
+        continue;
+      }
+      llvm::ArrayRef<char> content = block->getContent();
+      if (prepare && !Within(content, *object_bytes)) content = copy->allocateContent(content);
+      blocks[block] = &copy->createContentBlock(section_copy, content, block->getAddress(),
+                                                block->getAlignment(), block->getAlignmentOffset());
     }
     for (Symbol* symbol : section.symbols()) {
       Block& block_copy = *blocks[&symbol->getBlock()];
@@ -108,7 +121,7 @@ llvm::Error RestoreEHFrame(LinkGraph& graph) {
 
 }  // namespace
 
-std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) { return Copy(graph, /*prepare=*/false); }
+std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) { return Copy(graph, std::nullopt); }
 
 std::shared_ptr<LinkGraph> PreparedGraphs::Find(const Key& key) const {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -152,7 +165,7 @@ void GraphPreparationPlugin::modifyPassConfig(llvm::orc::MaterializationResponsi
     expected_.erase(it);
   }
   config.PostPrunePasses.push_back([expected = std::move(*expected)](LinkGraph& graph) {
-    expected.store->Insert(expected.key, Copy(graph, /*prepare=*/true));
+    expected.store->Insert(expected.key, Copy(graph, expected.store->object_bytes()));
     return llvm::Error::success();
   });
 }

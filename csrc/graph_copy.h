@@ -46,6 +46,11 @@ class PreparedGraphs {
   /// Those weak definitions, sorted.
   using Key = std::vector<llvm::orc::SymbolStringPtr>;
 
+  /// `object_bytes`: the object file's bytes, which must outlive this store. Prepared graphs refer
+  /// to them for the contents they hold (most), and own the rest.
+  explicit PreparedGraphs(llvm::StringRef object_bytes) : object_bytes_(object_bytes) {}
+  llvm::StringRef object_bytes() const { return object_bytes_; }
+
   std::shared_ptr<llvm::jitlink::LinkGraph> Find(const Key& key) const;
   /// Keeps `graph` for `key` unless a graph is kept for it already (two libraries may prepare the
   /// same object at once) or as many as kMaxGraphs are kept.
@@ -53,6 +58,7 @@ class PreparedGraphs {
 
  private:
   static constexpr size_t kMaxGraphs = 8;
+  const llvm::StringRef object_bytes_;
   mutable std::mutex mutex_;
   std::map<Key, std::shared_ptr<llvm::jitlink::LinkGraph>> graphs_;
 };

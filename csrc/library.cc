@@ -242,7 +242,7 @@ void LibraryObj::AddFile(const std::string& path) {
     // The parsed graph that libraries link copies of; without it they parse the object themselves.
     cached->graph =
         compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
-    if (cached->graph) cached->prepared = std::make_shared<PreparedGraphs>();
+    if (cached->graph) cached->prepared = std::make_shared<PreparedGraphs>(bytes->getBuffer());
     object = std::move(cached);
     cache.Insert(path, stamp, object);
   }

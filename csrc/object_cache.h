@@ -41,7 +41,8 @@ struct CachedObject {
   /// (graph_copy.h). Made when the file is read; null where the LLVM cannot copy graphs
   /// (compat.h), and then libraries parse the bytes themselves.
   std::shared_ptr<llvm::jitlink::LinkGraph> graph;
-  /// The graphs that linking `graph` prepared (graph_copy.h); made with `graph`.
+  /// The graphs that linking `graph` prepared (graph_copy.h); made with `graph`. They refer to
+  /// `buffer`, which is destroyed after them.
   std::shared_ptr<PreparedGraphs> prepared;
 };
 
