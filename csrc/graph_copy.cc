@@ -20,7 +20,7 @@ namespace {
 constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
 
 /// Whether `content` lies in `bytes`.
-bool Within(llvm::ArrayRef<char> content, llvm::StringRef bytes) {
+[[maybe_unused]] bool Within(llvm::ArrayRef<char> content, llvm::StringRef bytes) {
   auto begin = reinterpret_cast<uintptr_t>(content.data());
   auto low = reinterpret_cast<uintptr_t>(bytes.data());
   return begin >= low && begin + content.size() <= low + bytes.size();
