@@ -170,8 +170,8 @@ def main() -> None:
                 data = this[isolation] = run(root, isolation)
                 if isolation not in best or data["loop"] < best[isolation]["loop"]:
                     best[isolation] = data
-            overhead = (this["fork"]["loop"] - this["none"]["loop"]) / this["fork"]["tests"]
-            ratios.append(overhead / this["fork"]["trip_mean"])
+            run_overhead = (this["fork"]["loop"] - this["none"]["loop"]) / this["fork"]["tests"]
+            ratios.append(run_overhead / this["fork"]["trip_mean"])
     fork = best["fork"]
     tests = fork["tests"]
     per_test = {mode: best[mode]["loop"] / tests * 1e3 for mode in best}

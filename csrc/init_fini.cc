@@ -73,6 +73,33 @@ void CallEntry(uintptr_t entry) {
 /// CallEntry in the shape FaultGuard::Call takes.
 void CallEntryOf(void* entry) { CallEntry(reinterpret_cast<uintptr_t>(entry)); }
 
+/// A table entry that faulted, and where it was: "entry 3 of .init_array in 'k.o'".
+struct TableFault {
+  Fault fault;
+  std::string where;
+};
+
+/// Calls the functions of `sections`, in that order, under `guard`: each section's entries in
+/// execution order, or the other way round for finalizers (`backwards`). Stops at the first that
+/// faults.
+std::optional<TableFault> CallTables(FaultGuard& guard,
+                                     const std::vector<Runtime::Section>& sections,
+                                     bool backwards) {
+  for (const Runtime::Section& section : sections) {
+    bool from_last = section.reverse != backwards;
+    for (size_t i = 0; i < section.count; ++i) {
+      size_t index = from_last ? section.count - 1 - i : i;
+      uintptr_t entry = section.entries[index];
+      if (!IsFunction(entry)) continue;
+      if (std::optional<Fault> fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry))) {
+        return TableFault{*fault, "entry " + std::to_string(index) + " of " + section.name +
+                                      " in '" + section.object + "'"};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 /// The places that the entries of a graph's initializer and finalizer tables point at, each with
 /// the function symbol that starts there (null where none does).
 using FunctionStarts =
@@ -197,30 +224,21 @@ llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
     return std::make_pair(a.priority, a.sequence) < std::make_pair(b.priority, b.sequence);
   });
   FaultGuard guard;
-  for (const Section& section : inits) {
-    for (size_t i = 0; i < section.count; ++i) {
-      size_t index = section.reverse ? section.count - 1 - i : i;
-      uintptr_t entry = section.entries[index];
-      if (!IsFunction(entry)) continue;
-      std::optional<Fault> fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry));
-      if (!fault) continue;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        finalized_ = true;
-        pending_inits_.clear();
-        finis_.clear();
-        at_exit_.clear();
-      }
-      return llvm::createStringError(
-          std::make_error_code(std::errc::state_not_recoverable),
-          "static constructor of library '%s' (entry %zu of %s in '%s') crashed with %s; the "
-          "library was not loaded, and none of its other constructors or its destructors will "
-          "run: fix the constructor, or rebuild the object if it is corrupt",
-          library.str().c_str(), index, section.name.c_str(), section.object.c_str(),
-          fault->Describe().c_str());
-    }
+  std::optional<TableFault> crash = CallTables(guard, inits, /*backwards=*/false);
+  if (!crash) return llvm::Error::success();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finalized_ = true;
+    pending_inits_.clear();
+    finis_.clear();
+    at_exit_.clear();
   }
-  return llvm::Error::success();
+  return llvm::createStringError(
+      std::make_error_code(std::errc::state_not_recoverable),
+      "static constructor of library '%s' (%s) crashed with %s; the library was not loaded, and "
+      "none of its other constructors or its destructors will run: fix the constructor, or "
+      "rebuild the object if it is corrupt",
+      library.str().c_str(), crash->where.c_str(), crash->fault.Describe().c_str());
 }
 
 llvm::Error Runtime::RunFinalizers(llvm::StringRef library) {
@@ -249,18 +267,9 @@ llvm::Error Runtime::RunFinalizers(llvm::StringRef library) {
         "corrupt",
         library.str().c_str(), which.c_str(), fault.Describe().c_str());
   };
-  for (const Section& section : finis) {
-    // Finalizer sections run backwards: `.fini_array` from its last entry, `.dtors` from its
-    // first.
-    for (size_t i = 0; i < section.count; ++i) {
-      size_t index = section.reverse ? i : section.count - 1 - i;
-      uintptr_t entry = section.entries[index];
-      if (!IsFunction(entry)) continue;
-      if (auto fault = guard.Call(CallEntryOf, reinterpret_cast<void*>(entry))) {
-        return crashed(*fault, "entry " + std::to_string(index) + " of " + section.name + " in '" +
-                                   section.object + "'");
-      }
-    }
+  // Finalizer sections run backwards: `.fini_array` from its last entry, `.dtors` from its first.
+  if (std::optional<TableFault> crash = CallTables(guard, finis, /*backwards=*/true)) {
+    return crashed(crash->fault, crash->where);
   }
   // Destructors may register more destructors (a function-local static first used in one): run
   // until none is left, newest first.
