@@ -14,10 +14,9 @@ of microseconds a page, and a trivial test writes about a thousand pages (the
 Python objects pytest's machinery touches). The first child of a server reads
 which pages it copied (``/proc/self/pagemap``) and tells the server; every
 later child copies those pages while it waits for its job, with
-``madvise(MADV_POPULATE_WRITE)``, stopping as soon as a job arrives, so that
-the test finds them copied already. Warming changes no memory and cannot
-fault; where pagemap or MADV_POPULATE_WRITE (Linux 5.14) is missing nothing is
-warmed.
+``MADV_POPULATE_WRITE``, stopping as soon as a job arrives, so that the test
+finds them copied already. Warming changes no memory and cannot fault; where
+pagemap or MADV_POPULATE_WRITE (Linux 5.14) is missing nothing is warmed.
 
 Sharing the CPU: on a machine with few cores the fork server's work competes
 with the test that runs. Three things keep it out of the test's way. The
@@ -32,6 +31,16 @@ without the fork; once it has sent its last message it becomes
 ``SCHED_IDLE``, so that tearing down its address space takes CPU time nothing
 else wants. All three are best effort: where the kernel refuses, nothing
 changes.
+
+Backtraces: every tvm-ffi error carries a C++ backtrace, and the first one a
+process symbolizes makes tvm-ffi parse the debug information of every loaded
+library (about 0.15 s, and 25 MB it keeps, with a Python built with debug
+information). The pytest process does that only once a child needed it: a
+child reports whether it turned a tvm-ffi error into a Python exception, and
+the plugin then prepares the pytest process (``pytest_orcjit.api.prepare_fork``)
+and starts a new server, whose children inherit the work. A run whose forked
+tests raise no tvm-ffi error never pays for it, in time or in the memory each
+fork copies.
 
 This module imports neither the public API nor the native core.
 """
@@ -51,7 +60,7 @@ import struct
 import sys
 import traceback
 import warnings
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -70,12 +79,23 @@ RESPAWNS = 3  # waiting children that may die in a row (before taking a job) bef
 _CHILD_PLUGIN = "orcjit-forked-child"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PRESENT, _EXCLUSIVE = 1 << 63, 1 << 56  # /proc/PID/pagemap flags
-_WARM_RUN = 64  # pages warmed at most between two looks for a job
+_WARM_PAGES = 64  # pages warmed at most between two looks for a job
 _MADV_POPULATE_WRITE = 23
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 << 20
-_madvise = ctypes.CDLL(None, use_errno=True).madvise
+_libc = ctypes.CDLL(None, use_errno=True)
+_madvise = _libc.madvise
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_process_madvise = getattr(_libc, "process_madvise", None)  # glibc 2.36
+if _process_madvise is not None:
+    _process_madvise.argtypes = (
+        ctypes.c_int,  # pidfd
+        ctypes.c_void_p,  # struct iovec[]
+        ctypes.c_size_t,
+        ctypes.c_int,  # advice
+        ctypes.c_uint,  # flags
+    )
+    _process_madvise.restype = ctypes.c_ssize_t
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
         _set_scheduler(os.SCHED_BATCH)
         # Registered once here rather than in each child: registering costs about a millisecond.
         start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
+        _watch_backtraces()
         ranges = _writable_ranges()
         _collapse(ranges)
         taken_r, taken_w = os.pipe()
@@ -111,14 +132,14 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
             poller.register(fd, select.POLLIN)
         pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
         learned = bytearray()
-        runs: Sequence[int] = ()  # what the first child copied, for later ones to warm
+        warming = Warming(array.array("Q"))  # what the first child copied, for later ones
 
         def fork_waiting(learn: int) -> int:
             pid = os.fork()
             if pid == 0:
                 for fd in (taken_r, learn_r, ends.status, ends.lifeline):
                     os.close(fd)  # learn_w is open for the first child only
-                _await_job(start_item, ends, taken_w, tee, warning_filters, runs, ranges, learn)
+                _await_job(start_item, ends, taken_w, tee, warning_filters, warming, ranges, learn)
             try:
                 pidfds[pid] = os.pidfd_open(pid)
                 poller.register(pidfds[pid], select.POLLIN)
@@ -136,7 +157,7 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
                 break
             if learn_r in ready and read_into(learn_r, learned) == 0:
                 poller.unregister(learn_r)
-                runs = array.array("Q", learned[: len(learned) - len(learned) % 16])
+                warming = Warming(array.array("Q", learned[: len(learned) - len(learned) % 16]))
             if taken_r in ready:
                 os.read(taken_r, 64)
                 waiting, deaths = fork_waiting(-1), 0
@@ -169,18 +190,18 @@ def _await_job(
     taken: int,
     tee: bool,
     warning_filters: list[Any],
-    runs: Sequence[int],
+    warming: Warming,
     ranges: list[tuple[int, int]],
     learn: int,
 ) -> NoReturn:
-    """A waiting child: warm ``runs``, read one job, tell the server, run it. Never returns.
+    """A waiting child: warm, read one job, tell the server, run it. Never returns.
 
     With ``learn`` (a pipe to the server) it reports the pages of ``ranges`` it
     copied, once its last message is sent.
     """
     status = INTERNAL_ERROR
     try:
-        _warm(runs, ends.jobs)
+        warming.warm(ends.jobs)
         job = os.read(ends.jobs, JOB.size)  # a job is written whole, in one atomic write
         if len(job) != JOB.size:  # end of file: the parent closed the server
             os._exit(0)
@@ -269,6 +290,7 @@ def _child_main(
     except KeyboardInterrupt:
         end["interrupted"] = True
     end["warnings"] = plugin.warnings
+    end["backtraced"] = _backtraced
     flush(config)  # all output before the last message: the parent goes on once it has it
     send(frames_fd, end)
     return 0
@@ -278,6 +300,29 @@ def send(fd: int, message: dict[str, Any]) -> None:
     """One message of a child to the parent: its length, then the pickled dict."""
     payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     write_all(fd, HEADER.pack(len(payload)) + payload)
+
+
+_backtraced = False  # whether this process turned a tvm-ffi error into a Python exception
+
+
+def _watch_backtraces() -> None:
+    """Set ``_backtraced`` once a tvm-ffi error reaches Python (see the module docstring).
+
+    tvm-ffi hands each such error, with its backtrace, to
+    ``tvm_ffi.core._WITH_APPEND_BACKTRACE``; this wraps that hook. Without
+    tvm-ffi loaded, or without the hook, nothing is watched.
+    """
+    core = sys.modules.get("tvm_ffi.core")
+    append = getattr(core, "_WITH_APPEND_BACKTRACE", None)
+    if append is None:
+        return
+
+    def noting(error: BaseException, backtrace: str) -> BaseException:
+        global _backtraced
+        _backtraced = True
+        return cast(BaseException, append(error, backtrace))
+
+    core._WITH_APPEND_BACKTRACE = noting  # type: ignore[union-attr]
 
 
 def _borrow_parent_nodes(session: pytest.Session) -> None:
@@ -330,7 +375,7 @@ def _set_scheduler(policy: int) -> None:
 def _copied_runs(ranges: list[tuple[int, int]]) -> array.array[int]:
     """The pages of ``ranges`` this child copied (present and no longer shared), as runs.
 
-    Flat (address, length in bytes) pairs of at most ``_WARM_RUN`` pages each.
+    Flat (address, length in bytes) pairs of at most ``_WARM_PAGES`` pages each.
     """
     runs = array.array("Q")
     with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
@@ -342,26 +387,75 @@ def _copied_runs(ranges: list[tuple[int, int]]) -> array.array[int]:
                 if not (entry & _PRESENT and entry & _EXCLUSIVE):
                     continue
                 page = low + index * _PAGE
-                if runs and runs[-2] + runs[-1] == page and runs[-1] < _WARM_RUN * _PAGE:
+                if runs and runs[-2] + runs[-1] == page and runs[-1] < _WARM_PAGES * _PAGE:
                     runs[-1] += _PAGE
                 else:
                     runs.extend((page, _PAGE))
     return runs
 
 
-def _warm(runs: Sequence[int], jobs: int) -> None:
-    """Copy the pages of ``runs`` (see _copied_runs) ahead of need, until a job is there.
+class Warming:
+    """Pages to copy ahead of need (``_copied_runs`` of the first child), in batches.
 
-    ``madvise(MADV_POPULATE_WRITE)`` (Linux 5.14) breaks copy-on-write as a
-    write would, without writing; an address that is not mapped writable here
-    is an error, never a fault. Before 5.14 nothing is warmed.
+    The runs' flat (address, length) pairs are laid out as ``struct iovec``, so
+    a batch of runs is one ``process_madvise`` call on this process (which
+    takes ``MADV_POPULATE_WRITE`` since Linux 6.13), rather than a
+    ``madvise`` per run; a batch holds at most ``_WARM_PAGES`` pages.
     """
-    for at in range(0, len(runs) - 1, 2):
-        if select.select([jobs], [], [], 0)[0]:
+
+    def __init__(self, runs: array.array[int]) -> None:
+        self.runs = runs
+        self.batches: list[tuple[int, int, int]] = []  # first run, runs, bytes
+        first = size = 0
+        for run in range(len(runs) // 2):
+            if size and size + runs[2 * run + 1] > _WARM_PAGES * _PAGE:
+                self.batches.append((first, run - first, size))
+                first, size = run, 0
+            size += runs[2 * run + 1]
+        if size:
+            self.batches.append((first, len(runs) // 2 - first, size))
+
+    def warm(self, jobs: int) -> None:
+        """Copy the pages, a batch at a time, until a job is readable on ``jobs``.
+
+        ``MADV_POPULATE_WRITE`` (Linux 5.14) breaks copy-on-write as a write
+        would, without writing; an address that is not mapped writable here
+        is an error, never a fault. A batch the kernel does not take whole is
+        done again a run at a time. Before 5.14 nothing is warmed.
+        """
+        if not self.batches:
             return
-        failed = _madvise(runs[at], runs[at + 1], _MADV_POPULATE_WRITE) != 0
-        if failed and ctypes.get_errno() == errno.EINVAL:  # an older kernel
-            return
+        vectors = self.runs.buffer_info()[0]
+        batched = _process_madvise
+        pidfd = _own_pidfd() if batched is not None else -1
+        try:
+            for first, count, size in self.batches:
+                if select.select([jobs], [], [], 0)[0]:
+                    return
+                if batched is not None and pidfd >= 0:
+                    address = vectors + first * 2 * self.runs.itemsize
+                    done = batched(pidfd, address, count, _MADV_POPULATE_WRITE, 0)
+                    if done == size:
+                        continue
+                    if done < 0 and ctypes.get_errno() == errno.EINVAL:  # before Linux 6.13
+                        os.close(pidfd)
+                        pidfd = -1
+                for run in range(first, first + count):
+                    at = 2 * run
+                    failed = _madvise(self.runs[at], self.runs[at + 1], _MADV_POPULATE_WRITE) != 0
+                    if failed and ctypes.get_errno() == errno.EINVAL:  # before Linux 5.14
+                        return
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
+
+def _own_pidfd() -> int:
+    """A pidfd of this process (Linux 5.3), or -1."""
+    try:
+        return os.pidfd_open(os.getpid())
+    except (AttributeError, OSError):
+        return -1
 
 
 def warning_to_tuple(warning: warnings.WarningMessage) -> tuple[Any, ...]:

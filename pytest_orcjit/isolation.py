@@ -121,15 +121,16 @@ def run_forked(
     timeout: float | None,
     generation: int,
     warning_filters: list[Any],
-) -> None:
+) -> bool:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
     ``timeout`` is in seconds (``None``: wait forever). ``generation`` changes
     whenever the pytest process changed what a child inherits (the fork server
     is then started again); ``warning_filters`` are the filters outside any
-    test, which the child starts from. Never raises for what happens in the
-    child, except that ``pytest.exit()`` and KeyboardInterrupt there end the
-    session here too.
+    test, which the child starts from. Returns whether the child symbolized a
+    C++ backtrace (see :mod:`pytest_orcjit.forkserver`). Never raises for what
+    happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
+    there end the session here too.
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -162,6 +163,7 @@ def run_forked(
             }
         )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return bool(end.get("backtraced"))
 
 
 def shutdown(config: pytest.Config) -> None:

@@ -142,11 +142,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         # orcjit_session fixture raises the error again, as the test's error.
         with contextlib.suppress(Exception):
             jit_session(item.config)
-            prepare_fork(item.config)
     from . import isolation
 
     state.forked = True
-    isolation.run_forked(item, nextitem, resolved.timeout, state.generation, state.warning_filters)
+    backtraced = isolation.run_forked(
+        item, nextitem, resolved.timeout, state.generation, state.warning_filters
+    )
+    if backtraced:  # so that later children find the symbolizer built
+        with contextlib.suppress(Exception):
+            prepare_fork(item.config)
     return True
 
 
@@ -320,10 +324,12 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
 
 
 def prepare_fork(config: pytest.Config) -> None:
-    """Prepare the pytest process for forking, once per run, before the first fork.
+    """Build tvm-ffi's backtrace symbolizer in the pytest process, once per run.
 
-    Else every forked test that raises pays for tvm-ffi's backtrace symbolizer
-    (see ``pytest_orcjit.api.prepare_fork``).
+    Called after the first forked test whose child symbolized a backtrace, so
+    that later forked tests that raise do not each build it again (see
+    ``pytest_orcjit.api.prepare_fork``). Until then the pytest process, and the
+    memory every fork copies, stays without it.
     """
     state = config.stash[STATE]
     if not state.fork_prepared:

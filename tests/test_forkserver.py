@@ -6,6 +6,7 @@ copy-on-write with it, and reads its own ``/proc/self/pagemap``.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import os
 import pickle
@@ -16,7 +17,7 @@ import pytest
 
 from pytest_orcjit import forkserver
 
-PAGES = 64
+PAGES = 160  # more than two batches of warming
 
 
 def in_child(work: Callable[[], Any]) -> Any:
@@ -50,6 +51,17 @@ def covered(runs: Any, address: int) -> bool:
     return any(runs[i] <= address < runs[i] + runs[i + 1] for i in range(0, len(runs), 2))
 
 
+def warm(runs: list[int], jobs: int, batched: bool = True) -> None:
+    """Warm ``runs`` (flat address, length pairs) until ``jobs`` is readable, in this process.
+
+    Unless ``batched``, one ``madvise`` per run, as where ``process_madvise``
+    is missing or refuses the advice.
+    """
+    if not batched:
+        forkserver._process_madvise = None
+    forkserver.Warming(array.array("Q", runs)).warm(jobs)
+
+
 def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> None:
     _, start = shared
     page = os.sysconf("SC_PAGE_SIZE")
@@ -66,14 +78,31 @@ def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> N
     assert sum(copied) < PAGES // 2  # the pages it only read stay shared
 
 
-def test_warming_copies_pages_without_changing_them(shared: tuple[bytearray, int]) -> None:
+def test_warming_cuts_the_runs_into_batches_of_at_most_warm_pages() -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    lengths = [40, 30, forkserver._WARM_PAGES, 1, 1]  # in pages
+    runs = array.array("Q")
+    for index, length in enumerate(lengths):
+        runs.extend((index << 30, length * page))
+    batches = forkserver.Warming(runs).batches
+    # (first run, runs, bytes): 40 + 30 pages would be too many, and so would 64 + 1.
+    assert batches == [(0, 1, 40 * page), (1, 1, 30 * page), (2, 1, 64 * page), (3, 2, 2 * page)]
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])
+def test_warming_copies_pages_without_changing_them(
+    shared: tuple[bytearray, int], batched: bool
+) -> None:
     buffer, start = shared
     page = os.sysconf("SC_PAGE_SIZE")
-    runs = [start, PAGES * page]
+    # Runs of at most three pages, in three batches.
+    runs = []
+    for index in range(0, PAGES, 3):
+        runs += [start + index * page, min(3, PAGES - index) * page]
     never = os.pipe()  # no job ever arrives: warm everything
 
     def warm_and_report() -> tuple[bool, bytes]:
-        forkserver._warm(runs, never[0])
+        warm(runs, never[0], batched)
         copied = forkserver._copied_runs(forkserver._writable_ranges())
         return all(covered(copied, start + i * page) for i in range(PAGES)), bytes(buffer)
 
@@ -89,19 +118,27 @@ def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> N
     os.write(jobs_w, b"job")
 
     def warm_and_report() -> bool:
-        forkserver._warm([start, PAGES * page], jobs_r)
+        warm([start, PAGES * page], jobs_r)
         copied = forkserver._copied_runs(forkserver._writable_ranges())
         return any(covered(copied, start + i * page) for i in range(PAGES))
 
     assert in_child(warm_and_report) is False
 
 
-def test_addresses_that_are_not_mapped_are_skipped() -> None:
-    never = os.pipe()
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])
+def test_addresses_that_are_not_mapped_are_skipped(
+    shared: tuple[bytearray, int], batched: bool
+) -> None:
+    # In one batch with the mapped page: the batch fails, and its runs are warmed one by one.
+    _, start = shared
     page = os.sysconf("SC_PAGE_SIZE")
-    assert (
-        in_child(lambda: forkserver._warm([page, page, 0x7FFF_0000_0000, page], never[0])) is None
-    )
+    never = os.pipe()
+
+    def warm_and_report() -> bool:
+        warm([page, page, start, page, 0x7FFF_0000_0000, page], never[0], batched)
+        return covered(forkserver._copied_runs(forkserver._writable_ranges()), start)
+
+    assert in_child(warm_and_report) is True
 
 
 def huge_kib(address: int) -> int:

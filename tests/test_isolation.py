@@ -683,6 +683,51 @@ def test_forked_tests_see_the_parent_as_it_is_when_they_start(pytester: pytest.P
         os.kill(server, 0)
 
 
+def test_the_backtrace_symbolizer_is_built_once_a_forked_test_needed_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # The pytest process builds it after the first child that turned a tvm-ffi error into a
+    # Python exception; the next forked test runs under a new fork server, which inherits it.
+    # A Python error needs no symbolizer; once built, nothing restarts the server again.
+    make_tests(
+        pytester,
+        """
+        import os
+
+        def note_server():
+            with open("servers.txt", "a") as f:
+                f.write(f"{os.getppid()}\\n")
+
+        def raise_tvm_ffi_error(session):
+            with pytest.raises(Exception, match="missing"):
+                session.create_library().get_function("missing")
+
+        def test_passes(orcjit_session):
+            note_server()
+
+        def test_python_error(orcjit_session):
+            note_server()
+            with pytest.raises(ZeroDivisionError):
+                1 / 0
+
+        def test_tvm_ffi_error(orcjit_session):
+            note_server()
+            raise_tvm_ffi_error(orcjit_session)
+
+        def test_tvm_ffi_error_again(orcjit_session):
+            note_server()
+            raise_tvm_ffi_error(orcjit_session)
+
+        def test_after(orcjit_session):
+            note_server()
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    servers = (pytester.path / "servers.txt").read_text().split()
+    assert servers[0] == servers[1] == servers[2] != servers[3] == servers[4]
+
+
 def test_condense_frames_keeps_the_test_and_drops_pytest() -> None:
     lines = [
         "Fatal Python error: Segmentation fault",
