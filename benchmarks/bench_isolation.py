@@ -77,8 +77,9 @@ def bare_round_trip():
     os.close(r)
 
 
-def faults(who):
-    return resource.getrusage(who).ru_minflt
+def usage(who):  # minor page faults, and CPU seconds (user + system), of who so far
+    used = resource.getrusage(who)
+    return used.ru_minflt, used.ru_utime + used.ru_stime
 
 
 RESULT = {}
@@ -87,39 +88,46 @@ RESULT = {}
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session):
     start = time.perf_counter()
-    self_start, children_start = faults(resource.RUSAGE_SELF), faults(resource.RUSAGE_CHILDREN)
+    self_start, children_start = usage(resource.RUSAGE_SELF), usage(resource.RUSAGE_CHILDREN)
     try:
         return (yield)
     finally:
         loop = time.perf_counter() - start
-        self_faults = faults(resource.RUSAGE_SELF) - self_start
+        self_end = usage(resource.RUSAGE_SELF)
         trips = []
-        trip_faults_start = faults(resource.RUSAGE_CHILDREN)
+        trip_start = usage(resource.RUSAGE_CHILDREN)
+        trip_self_start = usage(resource.RUSAGE_SELF)
         for _ in range(ROUND_TRIPS):
             t = time.perf_counter()
             bare_round_trip()
             trips.append(time.perf_counter() - t)
-        trip_faults = faults(resource.RUSAGE_CHILDREN) - trip_faults_start
+        trip_end = usage(resource.RUSAGE_CHILDREN)
+        trip_self_cpu = usage(resource.RUSAGE_SELF)[1] - trip_self_start[1]
         trips.sort()
         tests = len(session.items)
         RESULT.update(
             loop=loop,
             tests=tests,
-            parent_faults=self_faults / tests,
+            parent_faults=(self_end[0] - self_start[0]) / tests,
+            parent_cpu=(self_end[1] - self_start[1]) / tests,
             trip_mean=sum(trips) / len(trips),
             trip_median=trips[len(trips) // 2],
-            trip_child_faults=trip_faults / ROUND_TRIPS,
+            trip_child_faults=(trip_end[0] - trip_start[0]) / ROUND_TRIPS,
+            trip_cpu=(trip_self_cpu + trip_end[1] - trip_start[1]) / ROUND_TRIPS,
             children_start=children_start,
-            trip_faults=trip_faults,
+            trip_usage=(trip_end[0] - trip_start[0], trip_end[1] - trip_start[1]),
         )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     # Forked tests are children of the fork server, which the plugin reaps at unconfigure:
-    # only now are their page faults in RUSAGE_CHILDREN.
-    children = faults(resource.RUSAGE_CHILDREN) - RESULT.pop("children_start")
-    RESULT["child_faults"] = (children - RESULT.pop("trip_faults")) / RESULT["tests"]
+    # only now are their page faults and CPU time (and the server's) in RUSAGE_CHILDREN.
+    end, start = usage(resource.RUSAGE_CHILDREN), RESULT.pop("children_start")
+    trip_faults, trip_cpu = RESULT.pop("trip_usage")
+    tests = RESULT["tests"]
+    RESULT["child_faults"] = (end[0] - start[0] - trip_faults) / tests
+    RESULT["cpu"] = RESULT.pop("parent_cpu") + (end[1] - start[1] - trip_cpu) / tests
     with open(os.environ["BENCH_RESULT"], "w") as f:
         json.dump(RESULT, f)
 """
@@ -179,8 +187,8 @@ def main() -> None:
     trip = fork["trip_mean"] * 1e3
     kind = f"orcjit tests spinning {args.busy_ms:g} ms" if args.busy_ms else "trivial orcjit tests"
     print(f"{int(tests)} {kind}, best of {args.repeat} runs per mode")
-    row = "{:34}{:>12}{:>12}{:>16}{:>16}"
-    print(row.format("", "ms/test", "loop ms", "faults/test", "child faults"))
+    row = "{:34}{:>10}{:>10}{:>12}{:>14}{:>14}"
+    print(row.format("", "ms/test", "loop ms", "CPU ms/test", "faults/test", "child faults"))
     for mode in ("none", "fork"):
         data = best[mode]
         print(
@@ -188,28 +196,25 @@ def main() -> None:
                 f"--orcjit-isolation={mode}",
                 f"{per_test[mode]:.3f}",
                 f"{data['loop'] * 1e3:.1f}",
+                f"{data['cpu'] * 1e3:.2f}",
                 f"{data['parent_faults']:.0f}",
                 f"{data['child_faults']:.0f}",
             )
         )
-    print(row.format("isolation overhead", f"{overhead:.3f}", "", "", ""))
-    print(
-        row.format(
-            "bare fork+pipe+waitpid, mean",
-            f"{trip:.3f}",
-            "",
-            "",
-            f"{fork['trip_child_faults']:.0f}",
-        )
-    )
+    print(row.format("isolation overhead", f"{overhead:.3f}", "", "", "", ""))
+    child_faults = f"{fork['trip_child_faults']:.0f}"
+    trip_cpu = f"{fork['trip_cpu'] * 1e3:.2f}"
+    print(row.format("bare fork+pipe+waitpid, mean", f"{trip:.3f}", "", trip_cpu, "", child_faults))
     median = f"{fork['trip_median'] * 1e3:.3f}"
-    print(row.format("bare fork+pipe+waitpid, median", median, "", "", ""))
+    print(row.format("bare fork+pipe+waitpid, median", median, "", "", "", ""))
     each = " ".join(f"{r:.2f}" for r in sorted(ratios))
     print(f"overhead / bare round trip: {overhead / trip:.2f} for the best runs")
     print(f"overhead / bare round trip, median of {len(ratios)} runs: ", end="")
     print(f"{statistics.median(ratios):.2f} (goal <= 1.25; each: {each})")
-    print("faults: minor page faults (copy-on-write after fork) of the pytest process per test,")
-    print("and of its forked children per test (per round trip for the bare fork)")
+    print("CPU: user + system time per test (per round trip) of the pytest process, the fork")
+    print("server and its children, on all cores; faults: minor page faults (copy-on-write after")
+    print("fork) of the pytest process per test, and of its forked children per test (per round")
+    print("trip for the bare fork)")
 
 
 if __name__ == "__main__":
