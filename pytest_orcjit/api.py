@@ -157,10 +157,11 @@ def prepare_fork() -> None:
     """Build, once, the state that forked children would each build again on their first error.
 
     tvm-ffi symbolizes a backtrace for every error, and the first time it does
-    so in a process it reads the debug information of every library on the
-    stack, which can take half a second. A process that forks a child per test
-    (the plugin's isolation) calls this once before the first fork, so that no
-    child pays for it.
+    so in a process it reads the debug information of every loaded library,
+    which can take half a second and keeps tens of MB. A process that forks
+    children that raise calls this once, so that the children forked after it
+    do not pay for it; the plugin's isolation does so after the first forked
+    test whose child needed it.
     """
     _ffi_api.prepare_fork()  # type: ignore[attr-defined]
 
