@@ -97,8 +97,8 @@ std::vector<std::string> DescribeErrors(llvm::Error err);
 std::vector<std::string> TakeReportedErrors(const llvm::orc::JITDylib* dylib);
 
 /// Builds, in this process, the state that every forked child would otherwise build again on its
-/// first error: tvm-ffi's backtrace symbolizer reads the debug information of every library on
-/// the stack the first time an error is made, which can take half a second.
+/// first error: tvm-ffi's backtrace symbolizer reads the debug information of every loaded library
+/// the first time an error is made, which can take half a second and keeps tens of MB.
 void PrepareFork();
 
 /// The version of the LLVM the core was built with, e.g. "22.1.0".
