@@ -140,11 +140,9 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
                 for fd in (taken_r, learn_r, ends.status, ends.lifeline):
                     os.close(fd)  # learn_w is open for the first child only
                 _await_job(start_item, ends, taken_w, tee, warning_filters, warming, ranges, learn)
-            try:
-                pidfds[pid] = os.pidfd_open(pid)
+            pidfds[pid] = _pidfd(pid)
+            if pidfds[pid] >= 0:
                 poller.register(pidfds[pid], select.POLLIN)
-            except (AttributeError, OSError):
-                pidfds[pid] = -1
             return pid
 
         waiting = fork_waiting(learn_w)
@@ -427,7 +425,7 @@ class Warming:
             return
         vectors = self.runs.buffer_info()[0]
         batched = _process_madvise
-        pidfd = _own_pidfd() if batched is not None else -1
+        pidfd = _pidfd(os.getpid()) if batched is not None else -1
         try:
             for first, count, size in self.batches:
                 if select.select([jobs], [], [], 0)[0]:
@@ -450,10 +448,10 @@ class Warming:
                 os.close(pidfd)
 
 
-def _own_pidfd() -> int:
-    """A pidfd of this process (Linux 5.3), or -1."""
+def _pidfd(pid: int) -> int:
+    """A pidfd of process ``pid`` (Linux 5.3), or -1."""
     try:
-        return os.pidfd_open(os.getpid())
+        return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return -1
 
