@@ -96,13 +96,12 @@ def pytest_runtestloop(session):
         self_end = usage(resource.RUSAGE_SELF)
         trips = []
         trip_start = usage(resource.RUSAGE_CHILDREN)
-        trip_self_start = usage(resource.RUSAGE_SELF)
         for _ in range(ROUND_TRIPS):
             t = time.perf_counter()
             bare_round_trip()
             trips.append(time.perf_counter() - t)
-        trip_end = usage(resource.RUSAGE_CHILDREN)
-        trip_self_cpu = usage(resource.RUSAGE_SELF)[1] - trip_self_start[1]
+        trip_self_end, trip_end = usage(resource.RUSAGE_SELF), usage(resource.RUSAGE_CHILDREN)
+        trip_children = (trip_end[0] - trip_start[0], trip_end[1] - trip_start[1])
         trips.sort()
         tests = len(session.items)
         RESULT.update(
@@ -112,10 +111,10 @@ def pytest_runtestloop(session):
             parent_cpu=(self_end[1] - self_start[1]) / tests,
             trip_mean=sum(trips) / len(trips),
             trip_median=trips[len(trips) // 2],
-            trip_child_faults=(trip_end[0] - trip_start[0]) / ROUND_TRIPS,
-            trip_cpu=(trip_self_cpu + trip_end[1] - trip_start[1]) / ROUND_TRIPS,
+            trip_child_faults=trip_children[0] / ROUND_TRIPS,
+            trip_cpu=(trip_self_end[1] - self_end[1] + trip_children[1]) / ROUND_TRIPS,
             children_start=children_start,
-            trip_usage=(trip_end[0] - trip_start[0], trip_end[1] - trip_start[1]),
+            trip_children=trip_children,
         )
 
 
@@ -124,7 +123,7 @@ def pytest_unconfigure(config):
     # Forked tests are children of the fork server, which the plugin reaps at unconfigure:
     # only now are their page faults and CPU time (and the server's) in RUSAGE_CHILDREN.
     end, start = usage(resource.RUSAGE_CHILDREN), RESULT.pop("children_start")
-    trip_faults, trip_cpu = RESULT.pop("trip_usage")
+    trip_faults, trip_cpu = RESULT.pop("trip_children")
     tests = RESULT["tests"]
     RESULT["child_faults"] = (end[0] - start[0] - trip_faults) / tests
     RESULT["cpu"] = RESULT.pop("parent_cpu") + (end[1] - start[1] - trip_cpu) / tests
