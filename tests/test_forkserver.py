@@ -47,6 +47,11 @@ def shared() -> tuple[bytearray, int]:
     return buffer, (address + page - 1) // page * page
 
 
+def copied_runs() -> Any:
+    """The runs of pages this process copied since it was forked (see forkserver._copied_runs)."""
+    return forkserver._copied_runs(forkserver._writable_ranges())
+
+
 def covered(runs: Any, address: int) -> bool:
     return any(runs[i] <= address < runs[i] + runs[i + 1] for i in range(0, len(runs), 2))
 
@@ -70,7 +75,7 @@ def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> N
     def write_and_report() -> list[bool]:
         for index in written:
             ctypes.c_ubyte.from_address(start + index * page).value = ord("y")
-        runs = forkserver._copied_runs(forkserver._writable_ranges())
+        runs = copied_runs()
         return [covered(runs, start + index * page) for index in range(PAGES)]
 
     copied = in_child(write_and_report)
@@ -103,7 +108,7 @@ def test_warming_copies_pages_without_changing_them(
 
     def warm_and_report() -> tuple[bool, bytes]:
         warm(runs, never[0], batched)
-        copied = forkserver._copied_runs(forkserver._writable_ranges())
+        copied = copied_runs()
         return all(covered(copied, start + i * page) for i in range(PAGES)), bytes(buffer)
 
     all_copied, content = in_child(warm_and_report)
@@ -119,7 +124,7 @@ def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> N
 
     def warm_and_report() -> bool:
         warm([start, PAGES * page], jobs_r)
-        copied = forkserver._copied_runs(forkserver._writable_ranges())
+        copied = copied_runs()
         return any(covered(copied, start + i * page) for i in range(PAGES))
 
     assert in_child(warm_and_report) is False
@@ -136,7 +141,7 @@ def test_addresses_that_are_not_mapped_are_skipped(
 
     def warm_and_report() -> bool:
         warm([page, page, start, page, 0x7FFF_0000_0000, page], never[0], batched)
-        return covered(forkserver._copied_runs(forkserver._writable_ranges()), start)
+        return covered(copied_runs(), start)
 
     assert in_child(warm_and_report) is True
 
