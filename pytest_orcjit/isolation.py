@@ -59,7 +59,9 @@ fixture) before it exits; it never runs the parent's finalizers. A
 session-, module- or class-scoped fixture used only by forked tests is
 therefore set up and torn down once per forked test; one that a non-forked test
 already set up in the parent is shared (copy-on-write) by the forked tests that
-follow and torn down once, in the parent, when the scope ends. Limit: a
+follow and torn down once, in the parent, when the scope ends. The plugin's
+own ``orcjit_session`` is always set up in the parent, before the first forked
+test that uses it (``hold_session_fixture``). Limit: a
 parametrized wider-scoped fixture that the parent holds with another parameter
 is finished in the child as well as in the parent. The child's teardown sees
 ``nextitem=None`` in ``pytest_runtest_teardown``.
@@ -398,6 +400,23 @@ class _Run:
 def _parent_stack(session: pytest.Session) -> tuple[Any, ...]:
     """The nodes the pytest process holds set up (their fixtures are what children share)."""
     return tuple(session._setupstate.stack)
+
+
+def hold_session_fixture(item: pytest.Item, name: str) -> None:
+    """Set up the session-scoped fixture ``name`` of ``item`` here, in the pytest process.
+
+    The session node joins the parent's set-up stack as ``SetupState.setup``
+    would put it there (it is the first node of every item's chain), and the
+    fixture's finalizer goes onto it: children then find the fixture set up,
+    as after an in-process test that used it, and it is torn down once, here,
+    when the session ends.
+    """
+    session = item.session
+    stack = session._setupstate.stack
+    if session not in stack:
+        stack[session] = ([session.teardown], None)
+        session.setup()
+    item._request.getfixturevalue(name)  # type: ignore[attr-defined]
 
 
 def _teardown_parent(

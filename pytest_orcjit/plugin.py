@@ -137,13 +137,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     fixtures = getattr(item, "fixturenames", ())
     if "orcjit_objects" in fixtures:
         compile_units(item.config, units_of(item))  # in the parent: children inherit outcomes
-    if "orcjit_session" in fixtures:
-        # Made once here so that every child inherits it; if it fails, the child's
-        # orcjit_session fixture raises the error again, as the test's error.
-        with contextlib.suppress(Exception):
-            jit_session(item.config)
     from . import isolation
 
+    if "orcjit_session" in fixtures:
+        # Made and set up once here so that every child inherits it; if it fails, the
+        # child's orcjit_session fixture raises the error again, as the test's error.
+        with contextlib.suppress(Exception):
+            jit_session(item.config)
+            if _own_fixture(item, "orcjit_session"):  # not a conftest's override
+                isolation.hold_session_fixture(item, "orcjit_session")
     state.forked = True
     backtraced = isolation.run_forked(
         item, nextitem, resolved.timeout, state.generation, state.warning_filters
@@ -152,6 +154,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         with contextlib.suppress(Exception):
             prepare_fork(item.config)
     return True
+
+
+def _own_fixture(item: pytest.Item, name: str) -> bool:
+    """Whether the fixture ``name`` that ``item`` gets is this plugin's."""
+    info = getattr(item, "_fixtureinfo", None)
+    fixturedefs = info.name2fixturedefs.get(name) if info is not None else None
+    if not fixturedefs:
+        return False
+    return getattr(fixturedefs[-1].func, "__module__", None) == __name__
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -353,6 +353,65 @@ def test_wider_scoped_fixtures_set_up_per_forked_test(
     ]
 
 
+OVERRIDE_ORCJIT_SESSION = """
+@pytest.fixture
+def orcjit_session():
+    from pytest_orcjit import create_session
+
+    with create_session() as session:
+        yield session
+"""
+
+
+@pytest.mark.parametrize("override", [False, True], ids=["plugin", "conftest_override"])
+def test_orcjit_session_is_set_up_once_in_the_pytest_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, override: bool
+) -> None:
+    conftest = """
+        import os, pytest
+
+        def log(event):
+            with open(os.environ["FIXTURE_LOG"], "a") as f:
+                f.write(f"{event} {os.getpid()}\\n")
+
+        def pytest_sessionstart():
+            log("pytest")
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_fixture_setup(fixturedef):
+            log(f"setup {fixturedef.argname}")
+            return (yield)
+
+        def pytest_fixture_post_finalizer(fixturedef):
+            if fixturedef.cached_result is not None:
+                log(f"teardown {fixturedef.argname}")
+        """
+    pytester.makeconftest(textwrap.dedent(conftest) + (OVERRIDE_ORCJIT_SESSION if override else ""))
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(3))
+        def test_uses_the_session(orcjit_session, n):
+            assert orcjit_session.create_library().name
+        """,
+    )
+    log = pytester.path / "fixtures.log"
+    monkeypatch.setenv("FIXTURE_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    events = log.read_text().splitlines()
+    pytest_pid = events[0].split()[1]
+    setups = [event.split()[-1] for event in events if event.startswith("setup orcjit_session")]
+    if override:  # a conftest's fixture, function-scoped here: each child sets up its own
+        assert len(setups) == 3
+        assert pytest_pid not in setups
+    else:  # set up before the first fork, inherited by every child, torn down once at the end
+        assert [event for event in events if "orcjit_session" in event] == [
+            f"setup orcjit_session {pytest_pid}",
+            f"teardown orcjit_session {pytest_pid}",
+        ]
+
+
 def test_parent_teardown_error_is_the_last_forked_tests_error(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
