@@ -416,7 +416,8 @@ def hold_session_fixture(item: pytest.Item, name: str) -> None:
     if session not in stack:
         stack[session] = ([session.teardown], None)
         session.setup()
-    item._request.getfixturevalue(name)  # type: ignore[attr-defined]
+    with _captured(item, "setup"):
+        item._request.getfixturevalue(name)  # type: ignore[attr-defined]
 
 
 def _teardown_parent(
@@ -429,7 +430,12 @@ def _teardown_parent(
         return report
     if session.shouldfail or session.shouldstop:
         nextitem = None
-    call = pytest.CallInfo.from_call(lambda: state.teardown_exact(nextitem), when="teardown")
+    sections = item._report_sections
+    start = len(sections)
+    with _captured(item, "teardown"):
+        call = pytest.CallInfo.from_call(lambda: state.teardown_exact(nextitem), when="teardown")
+    report.sections += [(f"Captured {key} {when}", text) for when, key, text in sections[start:]]
+    del sections[start:]
     if call.excinfo is None:
         return report
     parent_report: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
@@ -438,6 +444,19 @@ def _teardown_parent(
         return parent_report
     report.sections.append(("teardown in the pytest process", str(parent_report.longrepr)))
     return report
+
+
+def _captured(item: pytest.Item, when: str) -> contextlib.AbstractContextManager[None]:
+    """pytest's output capture around a phase, for what the pytest process runs of ``item``.
+
+    What is written goes into ``item``'s report sections, as in pytest's own
+    phases, and global capture is left suspended after it, as pytest leaves it
+    between phases (even if a hook resumed it, as ``--setup-show`` does).
+    """
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        return contextlib.nullcontext()
+    return capman.item_capture(when, item)
 
 
 def _failure_reports(item: pytest.Item, child: _Run, done: list[TestReport]) -> list[TestReport]:

@@ -412,6 +412,48 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
         ]
 
 
+def test_setup_show_keeps_every_result_line(pytester: pytest.Pytester) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(3))
+        def test_uses_the_session(orcjit_session, n):
+            pass
+        """,
+    )
+    # --setup-show resumes pytest's capture after each line it shows, in the pytest process too.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "--setup-show")
+    result.assert_outcomes(passed=3)
+    assert result.stdout.str().count("SETUP    S orcjit_session") == 1
+    assert result.stdout.str().count("PASSED") == 3
+
+
+def test_parent_teardown_output_is_captured_in_the_last_forked_test(
+    pytester: pytest.Pytester,
+) -> None:
+    make_tests(
+        pytester,
+        """
+        @pytest.fixture(scope="module")
+        def held_by_parent():
+            yield
+            print("module teardown output")
+
+        @pytest.mark.orcjit(isolation="none")
+        def test_in_parent(held_by_parent):
+            pass
+
+        def test_forked_last(held_by_parent):
+            assert False
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    # As without the fork: a section of the report, not a line on the terminal.
+    result.stdout.fnmatch_lines(["*- Captured stdout teardown -*", "module teardown output"])
+    result.stdout.no_fnmatch_line(".Fmodule teardown output")
+
+
 def test_parent_teardown_error_is_the_last_forked_tests_error(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
