@@ -17,7 +17,7 @@ Two shapes of the same engine are offered:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Union
 
 import tvm_ffi
@@ -27,6 +27,11 @@ from . import _ffi_api
 
 ObjectSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """An object file: a path, or the bytes of one."""
+
+MSG_NO_OBJECTS = (
+    "load_module() got an empty list of objects; pass a path, the bytes of an object, "
+    "or a list of at least one (did a glob match nothing?)"
+)
 
 
 @register_object("orcjit.ExecutionSession")
@@ -50,19 +55,22 @@ class ExecutionSession(Object):
         return _ffi_api.session_create_library(self, name or "")  # type: ignore[attr-defined]
 
     def load_module(
-        self, objects: ObjectSource | Sequence[ObjectSource], name: str | None = None
+        self, objects: ObjectSource | Iterable[ObjectSource], name: str | None = None
     ) -> tvm_ffi.Module:
         """Link one or more objects into a fresh library and return it as a module.
 
-        ``objects`` is a path, the bytes of an object, or a list mixing both;
-        all of them are linked together, static constructors run, and the
-        module's attributes are the exports (``mod.test_add(1, 2)``). Link
-        errors (undefined or duplicate symbols) are raised here, not at the
-        first call.
+        ``objects`` is a path, the bytes of an object, or a list (any iterable)
+        mixing both; all of them are linked together, static constructors run,
+        and the module's attributes are the exports (``mod.test_add(1, 2)``).
+        Link errors (undefined or duplicate symbols) are raised here, not at
+        the first call; an empty list is a ValueError.
         """
-        if isinstance(objects, (str, os.PathLike, bytes, bytearray, memoryview)):
-            objects = [objects]
-        items = [_normalize(obj) for obj in objects]
+        one = isinstance(objects, (str, os.PathLike, bytes, bytearray, memoryview))
+        # Anything but one object or an iterable of them: _normalize names its type.
+        sources = objects if not one and isinstance(objects, Iterable) else [objects]
+        items = [_normalize(obj) for obj in sources]
+        if not items:
+            raise ValueError(MSG_NO_OBJECTS)
         return _ffi_api.session_load_module(self, items, name or "")  # type: ignore[attr-defined]
 
     def close(self) -> None:
@@ -166,7 +174,7 @@ def prepare_fork() -> None:
     _ffi_api.prepare_fork()  # type: ignore[attr-defined]
 
 
-def _normalize(obj: ObjectSource) -> str | bytes:
+def _normalize(obj: object) -> str | bytes:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
     if isinstance(obj, (str, os.PathLike)):

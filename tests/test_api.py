@@ -160,6 +160,22 @@ def test_load_module_mixed_paths_and_bytes(session: ExecutionSession, kernels) -
     assert module.test_add(2, 3) == 5
 
 
+def test_load_module_takes_any_iterable_of_objects(session: ExecutionSession, kernels) -> None:
+    paths = [kernels.object("multi_part.cc", f"-DPART={part}") for part in (1, 2, 3)]
+    module = session.load_module(path for path in paths)  # e.g. Path.glob's generator
+    assert module.test_part_3() == 31
+
+
+def test_load_module_rejects_no_objects_and_non_objects(session: ExecutionSession) -> None:
+    for empty in ([], (), iter([])):
+        with pytest.raises(ValueError, match=r"empty list of objects.*did a glob match nothing"):
+            session.load_module(empty)
+    with pytest.raises(TypeError, match=r"path .* or its bytes, not int"):
+        session.load_module(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"path .* or its bytes, not NoneType"):
+        session.load_module([None])  # type: ignore[list-item]
+
+
 def test_load_module_on_default_session(kernels) -> None:
     module = default_session().load_module(kernels.read("math_ops.cc"))
     assert module.test_add(40, 2) == 42
