@@ -103,7 +103,8 @@ class Ends:
     """The server's ends of the pipes (see ForkServer)."""
 
     jobs: int
-    frames: int
+    messages: int
+    done: int
     stderr: int
     status: int
     lifeline: int
@@ -210,8 +211,8 @@ def _await_job(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         index, timeout = JOB.unpack(job)
         item = start_item if index < 0 else start_item.session.items[index]
-        write_all(ends.frames, PID.pack(os.getpid()))
-        status = _child_main(item, ends.frames, ends.stderr, tee, timeout > 0, warning_filters)
+        write_all(ends.messages, PID.pack(os.getpid()))
+        status = _child_main(item, ends, tee, timeout > 0, warning_filters)
         if learn >= 0:
             with contextlib.suppress(OSError):
                 write_all(learn, _copied_runs(ranges).tobytes())
@@ -230,7 +231,7 @@ class _ChildPlugin:
     """Registered in the fork server: runs a child's item in place and keeps what it reports."""
 
     def __init__(self) -> None:
-        self.frames = -1  # the pipe to the parent, once in a child
+        self.messages = -1  # the file of messages to the parent, once in a child
         self.warnings: list[tuple[Any, ...]] = []  # registering replays the parent's: not those
 
     @pytest.hookimpl(tryfirst=True)
@@ -245,28 +246,24 @@ class _ChildPlugin:
     ) -> Generator[None, TestReport, TestReport]:
         """Send each report once it is made: if a later phase crashes, the earlier ones stand."""
         report = yield
-        if self.frames >= 0:
+        if self.messages >= 0:
             config = item.config
             data = config.hook.pytest_report_to_serializable(config=config, report=report)
-            send(self.frames, {"report": data})
+            send(self.messages, {"report": data})
         return report
 
     def pytest_warning_recorded(
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str
     ) -> None:
-        if self.frames >= 0:
+        if self.messages >= 0:
             self.warnings.append((warning_to_tuple(warning_message), when, nodeid))
 
 
 def _child_main(
-    item: pytest.Item,
-    frames_fd: int,
-    stderr_fd: int,
-    redirect: bool,
-    dump_on_term: bool,
-    warning_filters: list[Any],
+    item: pytest.Item, ends: Ends, redirect: bool, dump_on_term: bool, warning_filters: list[Any]
 ) -> int:
-    """The child: run the item's protocol, send one message; returns the exit status."""
+    """The child: run the item's protocol, send its last message; returns the exit status."""
+    stderr_fd = ends.stderr
     if redirect:
         os.dup2(stderr_fd, 2)
     if faulthandler.is_enabled():
@@ -279,7 +276,7 @@ def _child_main(
     warnings._filters_mutated()  # type: ignore[attr-defined]
     config = item.config
     plugin = cast(_ChildPlugin, config.pluginmanager.get_plugin(_CHILD_PLUGIN))
-    plugin.frames = frames_fd
+    plugin.messages = ends.messages
     end: dict[str, Any] = {}
     try:
         item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
@@ -290,12 +287,17 @@ def _child_main(
     end["warnings"] = plugin.warnings
     end["backtraced"] = _backtraced
     flush(config)  # all output before the last message: the parent goes on once it has it
-    send(frames_fd, end)
+    send(ends.messages, end)
+    os.write(ends.done, b"\0")  # the one wake-up of the parent in a test that reports back
     return 0
 
 
 def send(fd: int, message: dict[str, Any]) -> None:
-    """One message of a child to the parent: its length, then the pickled dict."""
+    """One message of a child to the parent: its length, then the pickled dict.
+
+    ``fd`` is the server's messages file: written as soon as a report is made,
+    a message survives the child's crash, yet wakes nobody.
+    """
     payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     write_all(fd, HEADER.pack(len(payload)) + payload)
 

@@ -199,10 +199,15 @@ def _positions(session: pytest.Session) -> dict[pytest.Item, int]:
 class ForkServer:
     """The pytest process's handle on its fork server (see the module docstring).
 
-    Pipes: jobs (parent -> waiting child), frames (child -> parent: its pid,
-    then its message), stderr (child -> parent, when not captured by pytest),
-    status (server -> parent: how each child ended) and a lifeline (the server
-    leaves when it closes).
+    Pipes: jobs (parent -> waiting child), done (child -> parent: a byte once
+    its last message is written), stderr (child -> parent, when not captured
+    by pytest), status (server -> parent: how each child ended) and a lifeline
+    (the server leaves when it closes). The running child writes its pid and
+    its messages into a memory file shared by all, emptied before each job,
+    rather than into a pipe: a message there survives a crash as it would in a
+    pipe, but wakes nobody (a woken pytest process took the running child's
+    CPU, once per report) and never fills up. The pytest process wakes once
+    per test: on done, on the server's status of the child, or on the timeout.
     """
 
     def __init__(self, item: pytest.Item, generation: int, warning_filters: list[Any]) -> None:
@@ -214,32 +219,34 @@ class ForkServer:
         # With --capture=fd pytest's own capture owns fd 2 while the test runs;
         # otherwise the child's fd 2 goes through us so its tail can be reported.
         self.tee = config.getoption("capture", "no") != "fd"
+        self.messages = os.memfd_create("orcjit-messages")  # shared: in neither tuple below
         jobs_r, self.jobs_w = os.pipe()
-        self.frames_r, frames_w = os.pipe()
+        self.done_r, done_w = os.pipe()
         self.stderr_r, stderr_w = os.pipe()
         self.status_r, status_w = os.pipe()
         lifeline_r, self.lifeline_w = os.pipe()
-        theirs = (jobs_r, frames_w, stderr_w, status_w, lifeline_r)
-        ours = (self.jobs_w, self.frames_r, self.stderr_r, self.status_r, self.lifeline_w)
+        theirs = (jobs_r, done_w, stderr_w, status_w, lifeline_r)
+        ours = (self.jobs_w, self.done_r, self.stderr_r, self.status_r, self.lifeline_w)
+        ends = forkserver.Ends(jobs_r, self.messages, done_w, stderr_w, status_w, lifeline_r)
         flush(config)
         gc.freeze()  # the server's children then leave the parent's objects (and pages) alone
         try:
             pid = _fork(config)
         except BaseException:
             gc.unfreeze()
-            for fd in theirs + ours:
+            for fd in (*theirs, *ours, self.messages):
                 os.close(fd)
             raise
         if pid == 0:
             for fd in ours:
                 os.close(fd)
-            forkserver.serve(item, forkserver.Ends(*theirs), self.tee, warning_filters)
+            forkserver.serve(item, ends, self.tee, warning_filters)
         gc.unfreeze()
         for fd in theirs:
             os.close(fd)
         self.pid = pid
         self.exit_status: int | None = None  # the server's own, once it is gone
-        for fd in (self.frames_r, self.stderr_r, self.status_r):
+        for fd in (self.done_r, self.stderr_r, self.status_r):
             os.set_blocking(fd, False)
         self.ended: dict[int, int] = {}  # pid -> wait status, of children not yet matched
 
@@ -260,6 +267,8 @@ class ForkServer:
             pass
         run.stderr.clear()
         self.ended.clear()
+        os.ftruncate(self.messages, 0)
+        os.lseek(self.messages, 0, os.SEEK_SET)  # the children write at this shared offset
         start = time.monotonic()
         write_all(self.jobs_w, JOB.pack(index, timeout or 0.0))
         try:
@@ -277,7 +286,7 @@ class ForkServer:
         otherwise block on a full pipe forever.
         """
         poller = select.poll()
-        for fd in (self.frames_r, self.stderr_r, self.status_r):
+        for fd in (self.done_r, self.stderr_r, self.status_r):
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + run.timeout if run.timeout else None
         kill_signal = signal.SIGTERM
@@ -286,12 +295,15 @@ class ForkServer:
             ready = {fd for fd, _ in poller.poll(None if wait is None else wait * 1000)}
             if self.stderr_r in ready:
                 run.read_stderr(self.stderr_r)
+            if self.done_r in ready:
+                while read_into(self.done_r, bytearray()) > 0:
+                    pass
             if self.status_r in ready:
                 self._read_statuses()
-            # After the statuses: a child that ended wrote all its frames before the server
+            # After the statuses: a child that ended wrote all its messages before the server
             # could say so, and they are read here before its end is looked at.
-            while read_into(self.frames_r, run.frames) > 0:
-                pass
+            while chunk := os.pread(self.messages, 1 << 20, len(run.messages)):
+                run.messages += chunk
             if run.parse():
                 return
             if run.pid is not None and run.pid in self.ended:
@@ -327,8 +339,9 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the server (it kills its waiting child) and reap it."""
-        for fd in (self.lifeline_w, self.jobs_w, self.frames_r, self.stderr_r, self.status_r):
+        for fd in (self.lifeline_w, self.jobs_w, self.done_r, self.stderr_r, self.status_r):
             os.close(fd)
+        os.close(self.messages)
         if self.exit_status is None:
             self.exit_status = os.waitpid(self.pid, 0)[1]
 
@@ -339,7 +352,7 @@ class _Run:
     def __init__(self, timeout: float | None, tee: bool) -> None:
         self.timeout = timeout
         self.tee = tee
-        self.frames = bytearray()
+        self.messages = bytearray()  # what the child wrote into the server's messages file
         self.stderr = bytearray()
         self.pid: int | None = None
         self.status: int | None = None  # wait status, if it ended without reporting
@@ -348,11 +361,11 @@ class _Run:
         self.duration = 0.0
         self.reports: list[dict[str, Any]] = []  # serialized, each sent once it was made
         self.end: dict[str, Any] | None = None  # the last message; None: the child ended early
-        self._parsed = 0  # bytes of ``frames`` taken so far
+        self._parsed = 0  # bytes of ``messages`` taken so far
 
     def parse(self) -> bool:
-        """Take the child's pid and whole messages out of ``frames``; True after the last one."""
-        data = self.frames
+        """Take the child's pid and whole messages out of ``messages``; True after the last one."""
+        data = self.messages
         if self.pid is None and len(data) >= PID.size:
             self.pid = PID.unpack_from(data)[0]
             self._parsed = PID.size
