@@ -213,6 +213,14 @@ void Runtime::AddSections(std::vector<Section> inits, std::vector<Section> finis
   }
 }
 
+void Runtime::Abandon() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_inits_.clear();
+  finis_.clear();
+  at_exit_.clear();
+  finalized_ = true;
+}
+
 llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
   std::vector<Section> inits;
   {

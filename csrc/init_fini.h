@@ -71,6 +71,10 @@ class Runtime {
 
   void AddAtExit(void (*fn)(void*), void* arg);
 
+  /// Drops the pending initializers and every finalizer without running any, for a library whose
+  /// code is never to run (LibraryObj::LinkWithoutRunning); later calls run nothing.
+  void Abandon();
+
  private:
   void* const dso_handle_;
   std::mutex mutex_;

@@ -355,6 +355,27 @@ void LibraryObj::Link() {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   if (pending_.empty()) return;
+  LinkPending();
+  if (auto err = runtime_->RunPendingInitializers(name_)) {
+    failure_ = llvm::toString(std::move(err));
+    TVM_FFI_THROW(RuntimeError) << failure_;
+  }
+}
+
+void LibraryObj::LinkWithoutRunning() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckOpen();
+  failure_ = "library '" + name_ + "' was linked without running its code, to prepare its " +
+             "objects; create a new library to call them";
+  // Even if only some objects link: what was emitted must not run its destructors either.
+  struct Abandon {
+    Runtime& runtime;
+    ~Abandon() { runtime.Abandon(); }
+  } abandon{*runtime_};
+  if (!pending_.empty()) LinkPending();
+}
+
+void LibraryObj::LinkPending() {
   std::vector<llvm::orc::SymbolStringPtr> objects;
   std::swap(objects, pending_);
   auto& es = session_->jit().getExecutionSession();
@@ -374,10 +395,6 @@ void LibraryObj::Link() {
     if (!linked) failed = llvm::joinErrors(std::move(failed), linked.takeError());
   }
   if (failed) ThrowLinkFailure(std::move(failed));
-  if (auto err = runtime_->RunPendingInitializers(name_)) {
-    failure_ = llvm::toString(std::move(err));
-    TVM_FFI_THROW(RuntimeError) << failure_;
-  }
 }
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {
@@ -483,6 +500,16 @@ class ModuleObj final : public tvm::ffi::ModuleObj {
 };
 
 }  // namespace
+
+void WarmObjects(Session session, const tvm::ffi::Array<tvm::ffi::String>& paths) {
+  Library library(tvm::ffi::make_object<LibraryObj>(std::move(session), "warm-up"));
+  struct Closer {
+    LibraryObj* library;
+    ~Closer() { library->Close(); }
+  } closer{library.get()};
+  for (const tvm::ffi::String& path : paths) library->AddFile(std::string(path));
+  library->LinkWithoutRunning();
+}
 
 tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any>& objects,
                             std::string name) {

@@ -68,6 +68,13 @@ class LibraryObj : public tvm::ffi::Object {
   /// crashes; after that, everything but Close() raises that error again.
   void Link();
 
+  /// Links the objects added so far as Link() does, but runs none of their code: their static
+  /// constructors are dropped, and so, at close, are their destructors. The library is then of no
+  /// further use (everything but Close() raises); what it leaves is the session's cache of its
+  /// objects, read, checked and with their link graphs prepared (object_cache.h, graph_copy.h),
+  /// which later libraries that add the same files start from. Throws as Link() does.
+  void LinkWithoutRunning();
+
   /// The export `name` (symbol `__tvm_ffi_<name>`), after Link(); AttributeError if none.
   tvm::ffi::Function GetFunction(const std::string& name);
   /// The same, or nothing when no object exports `name`.
@@ -94,6 +101,8 @@ class LibraryObj : public tvm::ffi::Object {
                  std::shared_ptr<const CachedObject> cached = nullptr);
   void CheckOpen() const;
   void* LookupLinked(const std::string& symbol);
+  /// Links the objects of `pending_` (mutex_ held); throws RuntimeError if any fails to link.
+  void LinkPending();
   /// Raises RuntimeError for a failed link of this library, with ORC's reasons.
   [[noreturn]] void ThrowLinkFailure(llvm::Error err) const;
 
@@ -125,6 +134,13 @@ class Library : public tvm::ffi::ObjectRef {
   explicit Library(tvm::ffi::ObjectPtr<LibraryObj> library) : ObjectRef(std::move(library)) {}
   TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(Library, tvm::ffi::ObjectRef, LibraryObj);
 };
+
+/// Adds the object files at `paths`, in that order, to a throwaway library of `session`, links
+/// them without running any of their code and closes it (LibraryObj::LinkWithoutRunning): the
+/// libraries that add the same files later find them read, checked and prepared. The fork server
+/// does this before its first fork, so that no forked test pays for it. Throws as AddFile and
+/// Link do.
+void WarmObjects(Session session, const tvm::ffi::Array<tvm::ffi::String>& paths);
 
 /// Creates a library from `objects` (each a path String or Bytes), links it, wires tvm-ffi's
 /// context symbols, and returns it as a tvm_ffi.Module whose functions are the exports.

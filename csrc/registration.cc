@@ -40,6 +40,8 @@ TVM_FFI_STATIC_INIT_BLOCK() {
              return LoadModule(session, objects, std::move(name));
            })
       .def("orcjit.session_close", [](Session session) { session->Close(); })
+      .def("orcjit.session_warm_objects",
+           [](Session session, ffi::Array<ffi::String> paths) { WarmObjects(session, paths); })
       .def("orcjit.library_name", [](Library library) { return library->name(); })
       .def("orcjit.library_jit_memory",
            [](Library library) { return static_cast<int64_t>(library->jit_memory()); })

@@ -174,6 +174,20 @@ def prepare_fork() -> None:
     _ffi_api.prepare_fork()  # type: ignore[attr-defined]
 
 
+def warm_objects(session: ExecutionSession, paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Link the object files at ``paths`` once, in a throwaway library whose code never runs.
+
+    Their static constructors (and destructors) are dropped, and the library is
+    closed: what stays is ``session``'s cache of the files, read, checked and
+    with their link graphs prepared, which the libraries that add them later
+    start from. A process about to fork children that each load these objects
+    calls this once (the plugin's fork server does), so that the children do
+    not each pay for it. Raises as ``Library.add`` and linking do.
+    """
+    files = [os.fspath(path) for path in paths]
+    _ffi_api.session_warm_objects(session, files)  # type: ignore[attr-defined]
+
+
 def _normalize(obj: object) -> str | bytes:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)

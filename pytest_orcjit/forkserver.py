@@ -17,6 +17,11 @@ later child copies those pages while it waits for its job, with
 ``MADV_POPULATE_WRITE``, stopping as soon as a job arrives, so that the test
 finds them copied already. Warming changes no memory and cannot fault; where
 pagemap or MADV_POPULATE_WRITE (Linux 5.14) is missing nothing is warmed.
+Before its first fork the server also links the objects of the test it was
+started for once, in a throwaway library whose code never runs
+(``pytest_orcjit.api.warm_objects``): its children then find those objects
+read, checked and their link graphs prepared, work that a library of a
+process does only for the first library that adds an object.
 
 Sharing the CPU: on a machine with few cores the fork server's work competes
 with the test that runs. Three things keep it out of the test's way. The
@@ -60,7 +65,7 @@ import struct
 import sys
 import traceback
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -110,12 +115,20 @@ class Ends:
     lifeline: int
 
 
-def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[Any]) -> NoReturn:
+def serve(
+    start_item: pytest.Item,
+    ends: Ends,
+    tee: bool,
+    warning_filters: list[Any],
+    warm: Callable[[], object] | None,
+) -> NoReturn:
     """The fork server: keep one child waiting for a job; report how each child ends.
 
     ``start_item`` is the item the parent was running when it forked the
     server (job index -1); ``tee`` whether children send their stderr through
-    the stderr pipe; ``warning_filters`` the filters children start from.
+    the stderr pipe; ``warning_filters`` the filters children start from;
+    ``warm``, if given, is called once before the first fork (see "Warming"
+    above), and what it raises is left for the children to meet.
     """
     status = INTERNAL_ERROR
     try:
@@ -124,6 +137,9 @@ def serve(start_item: pytest.Item, ends: Ends, tee: bool, warning_filters: list[
         # Registered once here rather than in each child: registering costs about a millisecond.
         start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
         _watch_backtraces()
+        if warm is not None:
+            with contextlib.suppress(Exception):
+                warm()
         ranges = _writable_ranges()
         _collapse(ranges)
         taken_r, taken_w = os.pipe()

@@ -1,6 +1,6 @@
 """The fork boundary, seen from the pytest process: run items in forked children.
 
-``run_forked(item, nextitem, timeout, generation, warning_filters)`` is called
+``run_forked(item, nextitem, timeout, generation, warning_filters, warm)`` is called
 by the plugin's ``pytest_runtest_protocol`` hook in place of pytest's own
 protocol. The pytest process does not fork per test: the first forked test
 starts a *fork server* (:mod:`pytest_orcjit.forkserver`, the far side of the
@@ -89,6 +89,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
@@ -123,20 +124,23 @@ def run_forked(
     timeout: float | None,
     generation: int,
     warning_filters: list[Any],
+    warm: Callable[[], object] | None = None,
 ) -> bool:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
     ``timeout`` is in seconds (``None``: wait forever). ``generation`` changes
     whenever the pytest process changed what a child inherits (the fork server
     is then started again); ``warning_filters`` are the filters outside any
-    test, which the child starts from. Returns whether the child symbolized a
+    test, which the child starts from; ``warm``, if given, is what a new fork
+    server calls before its first fork (it links the item's objects once, see
+    :mod:`pytest_orcjit.forkserver`). Returns whether the child symbolized a
     C++ backtrace (see :mod:`pytest_orcjit.forkserver`). Never raises for what
     happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
     there end the session here too.
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    run = _server_for(item, generation, warning_filters).run(item, timeout)
+    run = _server_for(item, generation, warning_filters, warm).run(item, timeout)
     config = item.config
     reports = [
         config.hook.pytest_report_from_serializable(config=config, data=data)
@@ -176,7 +180,12 @@ def shutdown(config: pytest.Config) -> None:
         del config.stash[_SERVER]
 
 
-def _server_for(item: pytest.Item, generation: int, warning_filters: list[Any]) -> ForkServer:
+def _server_for(
+    item: pytest.Item,
+    generation: int,
+    warning_filters: list[Any],
+    warm: Callable[[], object] | None,
+) -> ForkServer:
     """The fork server for ``item``: the running one if it is still a faithful snapshot."""
     config = item.config
     server = config.stash.get(_SERVER, None)
@@ -184,7 +193,7 @@ def _server_for(item: pytest.Item, generation: int, warning_filters: list[Any]) 
         return server
     if server is not None:
         server.close()
-    server = config.stash[_SERVER] = ForkServer(item, generation, warning_filters)
+    server = config.stash[_SERVER] = ForkServer(item, generation, warning_filters, warm)
     return server
 
 
@@ -210,7 +219,13 @@ class ForkServer:
     per test: on done, on the server's status of the child, or on the timeout.
     """
 
-    def __init__(self, item: pytest.Item, generation: int, warning_filters: list[Any]) -> None:
+    def __init__(
+        self,
+        item: pytest.Item,
+        generation: int,
+        warning_filters: list[Any],
+        warm: Callable[[], object] | None = None,
+    ) -> None:
         config, session = item.config, item.session
         self.generation = generation
         self.stack = _parent_stack(session)
@@ -240,7 +255,7 @@ class ForkServer:
         if pid == 0:
             for fd in ours:
                 os.close(fd)
-            forkserver.serve(item, ends, self.tee, warning_filters)
+            forkserver.serve(item, ends, self.tee, warning_filters, warm)
         gc.unfreeze()
         for fd in theirs:
             os.close(fd)

@@ -17,6 +17,7 @@ imported inside the hooks and fixtures that need the JIT.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 import tempfile
 import warnings
@@ -135,8 +136,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
     fixtures = getattr(item, "fixturenames", ())
+    objects: list[Path] = []
     if "orcjit_objects" in fixtures:
-        compile_units(item.config, units_of(item))  # in the parent: children inherit outcomes
+        # In the parent: children inherit the outcomes.
+        outcomes = compile_units(item.config, units_of(item)).values()
+        objects = [outcome.object for outcome in outcomes if outcome.object is not None]
     from . import isolation
 
     if "orcjit_session" in fixtures:
@@ -146,9 +150,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             jit_session(item.config)
             if _own_fixture(item, "orcjit_session"):  # not a conftest's override
                 isolation.hold_session_fixture(item, "orcjit_session")
+    warm = None
+    if state.session is not None and objects and _own_fixture(item, "orcjit_lib"):
+        from .api import warm_objects
+
+        warm = functools.partial(warm_objects, state.session, objects)  # what orcjit_lib adds
     state.forked = True
     backtraced = isolation.run_forked(
-        item, nextitem, resolved.timeout, state.generation, state.warning_filters
+        item, nextitem, resolved.timeout, state.generation, state.warning_filters, warm
     )
     if backtraced:  # so that later children find the symbolizer built
         with contextlib.suppress(Exception):

@@ -19,6 +19,7 @@ import pytest
 from fuzz_objects import SHT_RELA, ElfLayout
 
 from pytest_orcjit import ExecutionSession
+from pytest_orcjit.api import warm_objects
 
 
 @pytest.fixture
@@ -146,6 +147,14 @@ def test_undefined_symbol(session: ExecutionSession, kernels) -> None:
     assert "needs_more" in str(raised.value)
     with pytest.raises(RuntimeError, match="orcjit_test_undefined_function"):
         session.load_module(kernels.read("undefined_symbol.cc"))
+
+
+def test_warm_objects_raises_as_a_load_does(session: ExecutionSession, kernels, tmp_path) -> None:
+    missing = tmp_path / "no_such_kernel.o"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        warm_objects(session, [kernels.object("math_ops.cc"), missing])
+    with pytest.raises(RuntimeError, match="undefined symbol"):
+        warm_objects(session, [kernels.object("undefined_symbol.cc")])
 
 
 def test_missing_function(session: ExecutionSession, kernels) -> None:

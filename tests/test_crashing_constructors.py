@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pytest_orcjit import ExecutionSession, create_session
+from pytest_orcjit.api import warm_objects
 
 NULL_WRITE, TRAP, DIVIDE, STACK_OVERFLOW, RAISE, OTHER_THREAD = 1, 2, 3, 4, 5, 6
 FINI_ARRAY_DESTRUCTOR, CXA_ATEXIT_DESTRUCTOR = 7, 8
@@ -67,6 +68,20 @@ def test_a_crashing_constructor_raises_and_the_library_is_abandoned(
         lib.add(kernels.object("math_ops.cc"))
     lib.close()
     assert events(event_log) == ["first"], "no destructor of the crashed library runs"
+    assert_loads_and_runs(session, kernels)
+
+
+def test_warm_objects_does_not_run_a_crashing_constructor(
+    session: ExecutionSession, kernels, event_log: Path
+) -> None:
+    warm_objects(session, [crashing(kernels, NULL_WRITE)])
+    assert events(event_log) == [], "the warm-up library runs none of its code"
+    lib = session.create_library("crash")
+    lib.add(crashing(kernels, NULL_WRITE))
+    with pytest.raises(RuntimeError, match=MESSAGE.format(library="crash", signal="SIGSEGV")):
+        lib.get_function("never_called")
+    lib.close()
+    assert events(event_log) == ["first"]
     assert_loads_and_runs(session, kernels)
 
 

@@ -412,6 +412,64 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
         ]
 
 
+def test_static_constructors_run_in_each_forked_test_only(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fork server links the objects once before its first fork (to prepare them for its
+    # children) but runs none of their code: each constructor and destructor runs in a child.
+    pytester.makeini("[pytest]\norcjit_sources = kernels/*.c\n")
+    pytester.mkdir("kernels")
+    pytester.path.joinpath("kernels", "logged.c").write_text(
+        textwrap.dedent(
+            """\
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <unistd.h>
+            #include <tvm/ffi/c_api.h>
+
+            static void log_event(const char* event) {
+              FILE* log = fopen(getenv("EVENT_LOG"), "a");
+              fprintf(log, "%s %d\\n", event, (int)getpid());
+              fclose(log);
+            }
+            __attribute__((constructor)) static void constructed(void) { log_event("ctor"); }
+            __attribute__((destructor)) static void destroyed(void) { log_event("dtor"); }
+
+            int __tvm_ffi_pid(void* self, const TVMFFIAny* args, int32_t n, TVMFFIAny* result) {
+              result->type_index = kTVMFFIInt;
+              result->zero_padding = 0;
+              result->v_int64 = getpid();
+              return 0;
+            }
+            """
+        )
+    )
+    pytester.makepyfile(
+        test_kernels="""
+        import os, pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_in_a_child(orcjit_lib, n):
+            with open(os.environ["EVENT_LOG"], "a") as log:
+                log.write(f"test {orcjit_lib.pid()}\\n")
+        """
+    )
+    log = pytester.path / "events.log"
+    monkeypatch.setenv("EVENT_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    lines = log.read_text().splitlines()
+    tests = [line.split()[1] for line in lines if line.startswith("test ")]
+    assert len(set(tests)) == 3
+    for pid in tests:
+        assert [line.split()[0] for line in lines if line.endswith(f" {pid}")] == [
+            "ctor",
+            "test",
+            "dtor",
+        ]
+    assert len(lines) == 9  # nothing ran anywhere else
+
+
 def test_setup_show_keeps_every_result_line(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,

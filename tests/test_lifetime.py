@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_orcjit import ExecutionSession, create_session
+from pytest_orcjit.api import warm_objects
 
 CONSTRUCTORS = ["ctor101", "ctor102", "global150", "ctor", "global_a", "global_b"]
 DESTRUCTORS = ["dtor102", "dtor101", "~local", "~global_b", "~global_a", "~global150"]
@@ -87,6 +88,20 @@ def test_every_load_of_an_object_constructs_and_destroys(
             lib.get_function("test_touch_local")()
             assert_constructed_in_order(event_log)
         assert_destroyed_once_in_order(event_log)
+
+
+@pytest.mark.parametrize("flags", [(), ("-fno-use-init-array",)], ids=["init_array", "ctors"])
+def test_warm_objects_runs_no_code_and_later_loads_run_theirs(
+    session: ExecutionSession, kernels, event_log: Path, flags: tuple[str, ...]
+) -> None:
+    """What the fork server does before its first fork: link once, run nothing."""
+    warm_objects(session, [kernels.object("static_init.cc", *flags)])
+    gc.collect()
+    assert events(event_log) == [], "no constructor or destructor of the warm-up library runs"
+    with load_static_init(session, kernels, *flags) as lib:
+        lib.get_function("test_touch_local")()
+        assert_constructed_in_order(event_log)
+    assert_destroyed_once_in_order(event_log)
 
 
 def test_load_module_runs_constructors(session: ExecutionSession, kernels, event_log: Path) -> None:
