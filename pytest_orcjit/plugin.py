@@ -135,26 +135,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
-    fixtures = getattr(item, "fixturenames", ())
-    objects: list[Path] = []
-    if "orcjit_objects" in fixtures:
-        # In the parent: children inherit the outcomes.
-        outcomes = compile_units(item.config, units_of(item)).values()
-        objects = [outcome.object for outcome in outcomes if outcome.object is not None]
+    warm = _prepare_children(item)
     from . import isolation
 
-    if "orcjit_session" in fixtures:
-        # Made and set up once here so that every child inherits it; if it fails, the
-        # child's orcjit_session fixture raises the error again, as the test's error.
-        with contextlib.suppress(Exception):
-            jit_session(item.config)
-            if _own_fixture(item, "orcjit_session"):  # not a conftest's override
-                isolation.hold_session_fixture(item, "orcjit_session")
-    warm = None
-    if state.session is not None and objects and _own_fixture(item, "orcjit_lib"):
-        from .api import warm_objects
-
-        warm = functools.partial(warm_objects, state.session, objects)  # what orcjit_lib adds
     state.forked = True
     backtraced = isolation.run_forked(
         item, nextitem, resolved.timeout, state.generation, state.warning_filters, warm
@@ -163,6 +146,37 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         with contextlib.suppress(Exception):
             prepare_fork(item.config)
     return True
+
+
+def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
+    """Do here, once, what each forked child of ``item`` would otherwise do again.
+
+    Compiles the item's objects, makes the run's JIT session and sets up the
+    plugin's ``orcjit_session`` fixture: children inherit all three. Returns
+    what a new fork server is to call before its first fork, linking once the
+    objects ``orcjit_lib`` adds (``api.warm_objects``); None if there are none.
+    """
+    fixtures = getattr(item, "fixturenames", ())
+    objects: list[Path] = []
+    if "orcjit_objects" in fixtures:
+        outcomes = compile_units(item.config, units_of(item)).values()
+        objects = [outcome.object for outcome in outcomes if outcome.object is not None]
+    if "orcjit_session" not in fixtures:
+        return None
+    try:
+        session = jit_session(item.config)
+    except Exception:
+        return None  # the child's orcjit_session fixture raises it again, as the test's error
+    if _own_fixture(item, "orcjit_session"):  # not a conftest's override
+        from . import isolation
+
+        with contextlib.suppress(Exception):
+            isolation.hold_session_fixture(item, "orcjit_session")
+    if not objects or not _own_fixture(item, "orcjit_lib"):
+        return None
+    from .api import warm_objects
+
+    return functools.partial(warm_objects, session, objects)
 
 
 def _own_fixture(item: pytest.Item, name: str) -> bool:
