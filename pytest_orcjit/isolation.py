@@ -295,10 +295,11 @@ class ForkServer:
         return run
 
     def _wait(self, run: _Run) -> None:
-        """Read the pipes until the child reported or ended; on the deadline terminate, then kill.
+        """Wait until the child reported or ended; on the deadline terminate, then kill.
 
-        Reading while waiting matters: a child writing a large report would
-        otherwise block on a full pipe forever.
+        Reading stderr while waiting matters: a child writing much of it (with
+        ``-s``) would otherwise block on a full pipe forever. Its messages are
+        read from the messages file at each wake-up.
         """
         poller = select.poll()
         for fd in (self.done_r, self.stderr_r, self.status_r):
