@@ -45,9 +45,12 @@ class CompilerNotFound(Exception):
 class CompileError(Exception):
     """A source failed to compile; ``diagnostics`` holds the compiler's output."""
 
-    def __init__(self, source: Path, command: Sequence[str], diagnostics: str) -> None:
+    def __init__(
+        self, source: Path, command: Sequence[str], diagnostics: str, what: str | None = None
+    ) -> None:
+        """``what`` names the source in the message where its path alone would not (source text)."""
         self.source, self.command, self.diagnostics = source, list(command), diagnostics
-        super().__init__(f"compiling {source} failed:\n{diagnostics}")
+        super().__init__(f"compiling {what or source} failed:\n{diagnostics}")
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,12 @@ class Builder:
     def compile_text(self, text: str, flags: Sequence[str] = (), language: str = "c++") -> Path:
         """Compile source text (stored in the cache under its hash)."""
         suffix = {"c": ".c", "c++": ".cc"}[language]
-        return self.compile(self.cache.write_source(text, suffix), flags)
+        source = self.cache.write_source(text, suffix)
+        try:
+            return self.compile(source, flags)
+        except CompileError as err:
+            what = f"the {language} source text given to orcjit_compile (kept as {source})"
+            raise CompileError(source, err.command, err.diagnostics, what) from None
 
     def compile_many(self, units: Iterable[Unit], jobs: int) -> dict[Unit, Outcome]:
         """Compile distinct units on ``jobs`` threads; every thread has ended on return."""

@@ -290,7 +290,10 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
             return builder(config).compile_text(source, flags, language)
         path = base / source
         if not path.is_file():
-            raise FileNotFoundError(f"orcjit_compile: no such source {path}")
+            raise FileNotFoundError(
+                f"orcjit_compile: no such source file {path}; a path is relative to the test "
+                "file's directory, and source text must span lines (contain a newline)"
+            )
         return builder(config).compile(path, flags)
 
     return compile_one
