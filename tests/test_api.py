@@ -167,7 +167,8 @@ def test_load_module_takes_any_iterable_of_objects(session: ExecutionSession, ke
 
 
 def test_load_module_rejects_no_objects_and_non_objects(session: ExecutionSession) -> None:
-    for empty in ([], (), iter([])):
+    nothing: list[str] = []
+    for empty in (nothing, tuple(nothing), iter(nothing)):
         with pytest.raises(ValueError, match=r"empty list of objects.*did a glob match nothing"):
             session.load_module(empty)
     with pytest.raises(TypeError, match=r"path .* or its bytes, not int"):

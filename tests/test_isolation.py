@@ -563,7 +563,8 @@ def test_exitfirst_maxfail_junitxml_and_last_failed(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("--maxfail=2", "--junitxml=report.xml")
     result.assert_outcomes(passed=1, failed=2)
     cases = {
-        case.get("name"): case for case in ET.parse(pytester.path / "report.xml").iter("testcase")
+        case.get("name", ""): case
+        for case in ET.parse(pytester.path / "report.xml").iter("testcase")
     }
     assert sorted(cases) == ["test_crashes", "test_fails", "test_passes"]
     failure = cases["test_crashes"].find("failure")
