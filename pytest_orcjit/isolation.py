@@ -442,6 +442,9 @@ def hold_session_fixture(item: pytest.Item, name: str) -> None:
     """
     session = item.session
     stack = session._setupstate.stack
+    fixturedef = item._fixtureinfo.name2fixturedefs[name][-1]  # type: ignore[attr-defined]
+    if session in stack and fixturedef.cached_result is not None:
+        return  # held since an earlier test
     if session not in stack:
         stack[session] = ([session.teardown], None)
         session.setup()
@@ -459,6 +462,9 @@ def _teardown_parent(
         return report
     if session.shouldfail or session.shouldstop:
         nextitem = None
+    needed = nextitem.listchain() if nextitem is not None else []
+    if all(node in needed for node in state.stack):
+        return report  # nextitem needs every node held here: nothing to tear down
     sections = item._report_sections
     start = len(sections)
     with _captured(item, "teardown"):
