@@ -234,13 +234,7 @@ llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
   FaultGuard guard;
   std::optional<TableFault> crash = CallTables(guard, inits, /*backwards=*/false);
   if (!crash) return llvm::Error::success();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    finalized_ = true;
-    pending_inits_.clear();
-    finis_.clear();
-    at_exit_.clear();
-  }
+  Abandon();
   return llvm::createStringError(
       std::make_error_code(std::errc::state_not_recoverable),
       "static constructor of library '%s' (%s) crashed with %s; the library was not loaded, and "

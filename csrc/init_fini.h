@@ -71,8 +71,9 @@ class Runtime {
 
   void AddAtExit(void (*fn)(void*), void* arg);
 
-  /// Drops the pending initializers and every finalizer without running any, for a library whose
-  /// code is never to run (LibraryObj::LinkWithoutRunning); later calls run nothing.
+  /// Drops the pending initializers and every finalizer without running any: for a library whose
+  /// code is never to run (LibraryObj::LinkWithoutRunning), and after a constructor crashed. Later
+  /// calls run nothing.
   void Abandon();
 
  private:

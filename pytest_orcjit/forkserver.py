@@ -105,7 +105,7 @@ if _process_madvise is not None:
 
 @dataclass(frozen=True)
 class Ends:
-    """The server's ends of the pipes (see ForkServer)."""
+    """The server's ends of the pipes, and the children's messages file (see ForkServer)."""
 
     jobs: int
     messages: int
