@@ -448,8 +448,14 @@ def hold_session_fixture(item: pytest.Item, name: str) -> None:
     if session not in stack:
         stack[session] = ([session.teardown], None)
         session.setup()
-    with _captured(item, "setup"):
-        item._request.getfixturevalue(name)  # type: ignore[attr-defined]
+    # pytest 9.1 deprecates a request setting up fixtures while its node is not set up (not on the
+    # stack): the item stands there, with no finalizers, for as long as the request runs.
+    stack[item] = ([], None)
+    try:
+        with _captured(item, "setup"):
+            item._request.getfixturevalue(name)  # type: ignore[attr-defined]
+    finally:
+        del stack[item]
 
 
 def _teardown_parent(

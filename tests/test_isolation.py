@@ -398,7 +398,7 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
     log = pytester.path / "fixtures.log"
     monkeypatch.setenv("FIXTURE_LOG", str(log))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=3, warnings=0)  # pytest 9.1 warns of fixtures set up off-stack
     events = log.read_text().splitlines()
     pytest_pid = events[0].split()[1]
     setups = [event.split()[-1] for event in events if event.startswith("setup orcjit_session")]
