@@ -6,8 +6,9 @@ It keeps one child forked ahead, waiting for a job, forks the next one as soon
 as that child takes its job, and reports how every child ends. A child reads
 one job (the index of an item), runs the item through
 ``pytest_runtest_protocol`` (so the hook wrappers of pytest and of other
-plugins apply to that item), sends each report as soon as it is made, then its
-warnings, and leaves with ``os._exit``.
+plugins apply to that item), sends each report as soon as it is logged (the
+phases' own, and extra ones such as subtests'), then its warnings, and leaves
+with ``os._exit``.
 
 Warming: after a fork, every page a child writes is first copied, at a couple
 of microseconds a page, and a trivial test writes about a thousand pages (the
@@ -135,7 +136,7 @@ def serve(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the running test
         _set_scheduler(os.SCHED_BATCH)
         # Registered once here rather than in each child: registering costs about a millisecond.
-        start_item.config.pluginmanager.register(_ChildPlugin(), _CHILD_PLUGIN)
+        _register_child_plugin(start_item.session)
         _watch_backtraces()
         if warm is not None:
             with contextlib.suppress(Exception):
@@ -244,35 +245,76 @@ def _await_job(
 
 
 class _ChildPlugin:
-    """Registered in the fork server: runs a child's item in place and keeps what it reports."""
+    """Registered in the fork server: runs a child's item in place and sends what it logs."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.messages = -1  # the file of messages to the parent, once in a child
         self.warnings: list[tuple[Any, ...]] = []  # registering replays the parent's: not those
+        self.in_phase = False  # whether the item's setup, call or teardown is running
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> bool:
         # nextitem=None: tear down all this child set up; parent nodes are borrowed.
-        runtestprotocol(item, log=False, nextitem=None)
+        runtestprotocol(item, log=True, nextitem=None)
         return True
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item
-    ) -> Generator[None, TestReport, TestReport]:
-        """Send each report once it is made: if a later phase crashes, the earlier ones stand."""
-        report = yield
+    def pytest_runtest_setup(self) -> Generator[None, None, None]:
+        return (yield from self._phase())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self) -> Generator[None, None, None]:
+        return (yield from self._phase())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self) -> Generator[None, None, None]:
+        return (yield from self._phase())
+
+    def _phase(self) -> Generator[None, None, None]:
+        self.in_phase = True
+        try:
+            return (yield)
+        finally:
+            self.in_phase = False
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        """Send each report as it is logged: if a later phase crashes, the earlier ones stand.
+
+        In a child only this plugin and the session see the reports logged
+        (``_register_child_plugin``); the parent logs them. A report logged
+        while a phase runs is an extra one of the test (pytest's subtests), not
+        the phase's own. ``pytest_report_teststatus`` settles the outcome first,
+        as logging the report here would have: a test whose subtests failed fails.
+        """
         if self.messages >= 0:
-            config = item.config
+            config = self.config
+            config.hook.pytest_report_teststatus(report=report, config=config)
             data = config.hook.pytest_report_to_serializable(config=config, report=report)
-            send(self.messages, {"report": data})
-        return report
+            send(self.messages, {"report": data, "extra": self.in_phase})
 
     def pytest_warning_recorded(
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str
     ) -> None:
         if self.messages >= 0:
             self.warnings.append((warning_to_tuple(warning_message), when, nodeid))
+
+
+def _register_child_plugin(session: pytest.Session) -> None:
+    """Register ``_ChildPlugin`` and make it, and the session, all a child logs reports to.
+
+    Logging a report is the parent's work: in a child, the terminal would print
+    it, junitxml, the cache and pytest-xdist's worker record or send it. Only
+    the session keeps it (it counts failures for ``-x``).
+    """
+    pluginmanager = session.config.pluginmanager
+    plugin = _ChildPlugin(session.config)
+    pluginmanager.register(plugin, _CHILD_PLUGIN)
+    hook = pluginmanager.hook
+    others = {impl.plugin for impl in hook.pytest_runtest_logreport.get_hookimpls()}
+    others -= {plugin, session}
+    logreport = pluginmanager.subset_hook_caller("pytest_runtest_logreport", others)
+    hook.pytest_runtest_logreport = logreport  # type: ignore[attr-defined]
 
 
 def _child_main(

@@ -8,7 +8,8 @@ boundary), a process forked from pytest at that moment that from then on only
 forks, and keeps one child forked ahead, waiting for a job. For each test the
 pytest process logs the start, writes the item's index to the waiting child
 and reads what it sends: each report, serialized with
-``pytest_report_to_serializable`` as soon as it is made, then its warnings.
+``pytest_report_to_serializable`` as soon as it is logged (the phases' own,
+and extra ones such as those of pytest's subtests), then its warnings.
 It rebuilds the reports with ``pytest_report_from_serializable`` and logs
 them, so the terminal, ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see
 what they would see without the fork.
@@ -143,13 +144,14 @@ def run_forked(
     run = _server_for(item, generation, warning_filters, warm).run(item, timeout)
     config = item.config
     reports = [
-        config.hook.pytest_report_from_serializable(config=config, data=data)
-        for data in run.reports
+        (config.hook.pytest_report_from_serializable(config=config, data=data), extra)
+        for data, extra in run.reports
     ]
     if run.end is None:
-        reports += _failure_reports(item, run, reports)
-    for report in reports:
-        if report.when == "teardown":
+        phases = [report for report, extra in reports if not extra]
+        reports += [(report, False) for report in _failure_reports(item, run, phases)]
+    for report, extra in reports:
+        if report.when == "teardown" and not extra:
             report = _teardown_parent(item, nextitem, report)
         ihook.pytest_runtest_logreport(report=report)
     end = run.end or {}
@@ -375,7 +377,8 @@ class _Run:
         self.server_status: int | None = None  # wait status of the server, if it died
         self.timed_out = False
         self.duration = 0.0
-        self.reports: list[dict[str, Any]] = []  # serialized, each sent once it was made
+        # Serialized, each sent once it was logged, and whether it was an extra one (a subtest).
+        self.reports: list[tuple[dict[str, Any], bool]] = []
         self.end: dict[str, Any] | None = None  # the last message; None: the child ended early
         self._parsed = 0  # bytes of ``messages`` taken so far
 
@@ -393,7 +396,7 @@ class _Run:
             message = pickle.loads(memoryview(data)[start:stop])
             self._parsed = stop
             if "report" in message:
-                self.reports.append(message["report"])
+                self.reports.append((message["report"], message["extra"]))
             else:
                 self.end = message
         return self.end is not None

@@ -8,6 +8,7 @@ orcjit fixtures are forked with ``@pytest.mark.orcjit(isolation="fork")``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -736,6 +737,62 @@ def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> No
         ]
     )
     result.stdout.fnmatch_lines(["PASSED *test_teardown_crash"])
+
+
+def test_subtests_are_reported_as_in_process(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("_pytest.subtests", reason="subtests are built into pytest 9")
+    make_tests(
+        pytester,
+        """
+        import os
+
+        def test_subtests(subtests):
+            for n in range(3):
+                with subtests.test(msg=f"case {n}"):
+                    assert n != 1
+
+        def test_crash_after_a_subtest(subtests):
+            with subtests.test(msg="before the crash"):
+                pass
+            os.abort()
+        """,
+    )
+
+    def run(*args: str) -> tuple[list[str], dict[str, int]]:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", *args)
+        lines = [
+            re.sub(r"\s+\[\s*\d+%\]$", "", line)  # the progress column
+            for line in result.outlines
+            if line.startswith("test_forked.py::test_subtests ")
+        ]
+        return lines, result.parseoutcomes()
+
+    in_process = run("-k", "test_subtests", "--orcjit-isolation=none")
+    assert in_process == (
+        [
+            "test_forked.py::test_subtests SUBPASSED[case 0]",
+            "test_forked.py::test_subtests SUBFAILED[case 1]",
+            "test_forked.py::test_subtests SUBPASSED[case 2]",
+            "test_forked.py::test_subtests FAILED",
+        ],
+        {"failed": 2, "subtests": 2, "deselected": 1},
+    )
+    # Each subtest crosses as its own report, logged once; the test fails for its failed subtest.
+    assert run("-k", "test_subtests") == in_process
+    pytest.importorskip("xdist")
+    outcomes = run("-k", "test_subtests", "-n", "2")[1]
+    assert (outcomes["failed"], outcomes["subtests"]) == (2, 2)
+    # A crash after a subtest fails the call, not the teardown.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "-k", "crash")
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_crash_after_a_subtest SUBPASSED?before the crash?*",
+            "*::test_crash_after_a_subtest FAILED*",
+            "*_ test_crash_after_a_subtest _*",
+            crash_line(signal.SIGABRT),
+        ]
+    )
+    result.stdout.fnmatch_lines(["*1 failed, 1 deselected, 1 subtests passed*"])
 
 
 def test_a_crash_in_an_xfail_test_is_xfailed(pytester: pytest.Pytester) -> None:
