@@ -305,16 +305,16 @@ def _register_child_plugin(session: pytest.Session) -> None:
 
     Logging a report is the parent's work: in a child, the terminal would print
     it, junitxml, the cache and pytest-xdist's worker record or send it. Only
-    the session keeps it (it counts failures for ``-x``).
+    the session keeps it (it counts failures for ``-x``). The other plugins'
+    implementations leave the hook itself, which every hook proxy shares
+    (pytest 8's ``config.hook`` keeps the hook it looked up once).
     """
-    pluginmanager = session.config.pluginmanager
     plugin = _ChildPlugin(session.config)
-    pluginmanager.register(plugin, _CHILD_PLUGIN)
-    hook = pluginmanager.hook
-    others = {impl.plugin for impl in hook.pytest_runtest_logreport.get_hookimpls()}
-    others -= {plugin, session}
-    logreport = pluginmanager.subset_hook_caller("pytest_runtest_logreport", others)
-    hook.pytest_runtest_logreport = logreport  # type: ignore[attr-defined]
+    session.config.pluginmanager.register(plugin, _CHILD_PLUGIN)
+    logreport = session.config.pluginmanager.hook.pytest_runtest_logreport
+    for impl in logreport.get_hookimpls():
+        if impl.plugin is not plugin and impl.plugin is not session:
+            logreport._remove_plugin(impl.plugin)
 
 
 def _child_main(

@@ -739,6 +739,31 @@ def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["PASSED *test_teardown_crash"])
 
 
+def test_each_report_is_logged_once_in_the_pytest_process(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_order="""
+        import pytest
+
+        def test_in_process():
+            pass
+
+        @pytest.mark.orcjit(isolation="fork")
+        @pytest.mark.parametrize("n", range(3))
+        def test_forked(n):
+            pass
+        """
+    )
+    # The in-process test logs first: the hook children log to is then one pytest looked up.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    lines = [line for line in result.outlines if line.startswith("test_order.py::")]
+    assert [re.sub(r"\s+\[\s*\d+%\]$", "", line) for line in lines] == [
+        "test_order.py::test_in_process PASSED",
+        "test_order.py::test_forked[0] PASSED",
+        "test_order.py::test_forked[1] PASSED",
+        "test_order.py::test_forked[2] PASSED",
+    ]
+
+
 def test_subtests_are_reported_as_in_process(pytester: pytest.Pytester) -> None:
     pytest.importorskip("_pytest.subtests", reason="subtests are built into pytest 9")
     make_tests(
