@@ -739,6 +739,34 @@ def test_a_crash_fails_the_phase_it_happened_in(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["PASSED *test_teardown_crash"])
 
 
+def test_forked_tests_draw_their_own_random_numbers_and_run_threads(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tests(
+        pytester,
+        """
+        import os, random, threading
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_draws(n):
+            with open(os.environ["DRAWS"], "a") as f:
+                f.write(f"{random.random()!r}\\n")
+            ran = []
+            thread = threading.Thread(target=ran.append, args=(n,))
+            thread.start()
+            thread.join()
+            assert ran == [n]
+            assert threading.current_thread() is threading.main_thread()
+        """,
+    )
+    draws = pytester.path / "draws"
+    monkeypatch.setenv("DRAWS", str(draws))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    # Children of one fork server, each re-seeded as os.fork() would.
+    assert len(set(draws.read_text().split())) == 3
+
+
 def test_each_report_is_logged_once_in_the_pytest_process(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_order="""
