@@ -200,10 +200,19 @@ def _server_for(
 
 
 def _positions(session: pytest.Session) -> dict[pytest.Item, int]:
-    """Where each item is in ``session.items`` (a job names its item by index); made once."""
+    """Where each item is in ``session.items`` (a job names its item by index); made once.
+
+    Each item's ``location`` is worked out then too: the pytest process needs
+    it to log the item anyway, and a child forked before that would work it
+    out again (0.2 ms of a trivial test, in ``reportinfo``); one that fails
+    fails when the item is logged, as it would without the fork.
+    """
     stash = session.config.stash
     if _POSITIONS not in stash or len(stash[_POSITIONS]) != len(session.items):
         stash[_POSITIONS] = {item: index for index, item in enumerate(session.items)}
+        for item in session.items:
+            with contextlib.suppress(Exception):
+                item.location  # noqa: B018 (a cached property)
     return stash[_POSITIONS]
 
 

@@ -767,6 +767,50 @@ def test_forked_tests_draw_their_own_random_numbers_and_run_threads(
     assert len(set(draws.read_text().split())) == 3
 
 
+def test_children_inherit_each_items_location(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(
+        """
+        import os
+        import pytest
+
+        def pytest_sessionstart():
+            log("pytest")
+
+        def log(event):
+            with open(os.environ["REPORTINFO_LOG"], "a") as f:
+                f.write(f"{event} {os.getpid()}\\n")
+
+        reportinfo = pytest.Function.reportinfo
+
+        def logged_reportinfo(self):
+            log("reportinfo")
+            return reportinfo(self)
+
+        pytest.Function.reportinfo = logged_reportinfo
+        """
+    )
+    make_tests(
+        pytester,
+        """
+        @pytest.mark.parametrize("n", range(3))
+        def test_forked(n):
+            pass
+        """,
+    )
+    log = pytester.path / "reportinfo.log"
+    monkeypatch.setenv("REPORTINFO_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    events = [line.split() for line in log.read_text().splitlines()]
+    pytest_pid = events[0][1]
+    # Worked out once per item, in the pytest process, before the fork server started.
+    assert [event for event in events if event[0] == "reportinfo"] == [
+        ["reportinfo", pytest_pid]
+    ] * 3
+
+
 def test_each_report_is_logged_once_in_the_pytest_process(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_order="""
