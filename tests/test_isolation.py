@@ -811,6 +811,50 @@ def test_children_inherit_each_items_location(
     ] * 3
 
 
+def test_children_find_report_serialization_warm(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(
+        """
+        import os
+
+        def log(event):
+            with open(os.environ["PATHLIKE_LOG"], "a") as f:
+                f.write(f"{event} {os.getpid()}\\n")
+
+        # Called for each type os.PathLike's caches do not know yet.
+        subclasshook = os.PathLike.__subclasshook__.__func__
+
+        def logged_subclasshook(cls, subclass):
+            log(f"subclasshook:{subclass.__name__}")
+            return subclasshook(cls, subclass)
+
+        os.PathLike.__subclasshook__ = classmethod(logged_subclasshook)
+        """
+    )
+    make_tests(
+        pytester,
+        """
+        import os
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_forked(n):
+            with open(os.environ["PATHLIKE_LOG"], "a") as f:
+                f.write(f"test {os.getpid()}\\n")
+        """,
+    )
+    log = pytester.path / "pathlike.log"
+    monkeypatch.setenv("PATHLIKE_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    events = [line.split() for line in log.read_text().splitlines()]
+    children = {pid for event, pid in events if event == "test"}
+    assert len(children) == 3
+    # pytest asks isinstance(value, os.PathLike) of each field of each report it serializes:
+    # the fork server did once what every child would do again.
+    assert [event for event, pid in events if pid in children] == ["test"] * 3
+
+
 def test_each_report_is_logged_once_in_the_pytest_process(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_order="""
