@@ -47,6 +47,27 @@ def make_tests(pytester: pytest.Pytester, body: str, name: str = "test_forked") 
     pytester.makepyfile(**{name: "import pytest\n" + FORK + textwrap.dedent(body)})
 
 
+LOG_EVENT = """\
+import os
+
+def log(event):
+    with open(os.environ["EVENT_LOG"], "a") as f:
+        f.write(f"{event} {os.getpid()}\\n")
+"""
+"""Conftest code: ``log(event)`` writes "event pid" lines to the file in EVENT_LOG."""
+
+
+def run_logging_events(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[pytest.RunResult, list[list[str]]]:
+    """Run pytest in a subprocess with EVENT_LOG set: its result, and the [event, pid] logged."""
+    log = pytester.path / "events.log"
+    monkeypatch.setenv("EVENT_LOG", str(log))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    events = [line.rsplit(maxsplit=1) for line in log.read_text().splitlines()]
+    return result, events
+
+
 def test_each_signal_fails_its_test_and_the_run_goes_on(pytester: pytest.Pytester) -> None:
     make_tests(
         pytester,
@@ -369,11 +390,7 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, override: bool
 ) -> None:
     conftest = """
-        import os, pytest
-
-        def log(event):
-            with open(os.environ["FIXTURE_LOG"], "a") as f:
-                f.write(f"{event} {os.getpid()}\\n")
+        import pytest
 
         def pytest_sessionstart():
             log("pytest")
@@ -387,7 +404,8 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
             if fixturedef.cached_result is not None:
                 log(f"teardown {fixturedef.argname}")
         """
-    pytester.makeconftest(textwrap.dedent(conftest) + (OVERRIDE_ORCJIT_SESSION if override else ""))
+    override_fixture = OVERRIDE_ORCJIT_SESSION if override else ""
+    pytester.makeconftest(LOG_EVENT + textwrap.dedent(conftest) + override_fixture)
     make_tests(
         pytester,
         """
@@ -396,20 +414,17 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
             assert orcjit_session.create_library().name
         """,
     )
-    log = pytester.path / "fixtures.log"
-    monkeypatch.setenv("FIXTURE_LOG", str(log))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result, events = run_logging_events(pytester, monkeypatch)
     result.assert_outcomes(passed=3, warnings=0)  # pytest 9.1 warns of fixtures set up off-stack
-    events = log.read_text().splitlines()
-    pytest_pid = events[0].split()[1]
-    setups = [event.split()[-1] for event in events if event.startswith("setup orcjit_session")]
+    pytest_pid = events[0][1]
+    setups = [pid for event, pid in events if event == "setup orcjit_session"]
     if override:  # a conftest's fixture, function-scoped here: each child sets up its own
         assert len(setups) == 3
         assert pytest_pid not in setups
     else:  # set up before the first fork, inherited by every child, torn down once at the end
-        assert [event for event in events if "orcjit_session" in event] == [
-            f"setup orcjit_session {pytest_pid}",
-            f"teardown orcjit_session {pytest_pid}",
+        assert [event for event in events if "orcjit_session" in event[0]] == [
+            ["setup orcjit_session", pytest_pid],
+            ["teardown orcjit_session", pytest_pid],
         ]
 
 
@@ -455,20 +470,13 @@ def test_static_constructors_run_in_each_forked_test_only(
                 log.write(f"test {orcjit_lib.pid()}\\n")
         """
     )
-    log = pytester.path / "events.log"
-    monkeypatch.setenv("EVENT_LOG", str(log))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result, events = run_logging_events(pytester, monkeypatch)
     result.assert_outcomes(passed=3)
-    lines = log.read_text().splitlines()
-    tests = [line.split()[1] for line in lines if line.startswith("test ")]
+    tests = [pid for event, pid in events if event == "test"]
     assert len(set(tests)) == 3
-    for pid in tests:
-        assert [line.split()[0] for line in lines if line.endswith(f" {pid}")] == [
-            "ctor",
-            "test",
-            "dtor",
-        ]
-    assert len(lines) == 9  # nothing ran anywhere else
+    for test in tests:
+        assert [event for event, pid in events if pid == test] == ["ctor", "test", "dtor"]
+    assert len(events) == 9  # nothing ran anywhere else
 
 
 def test_setup_show_keeps_every_result_line(pytester: pytest.Pytester) -> None:
@@ -770,17 +778,11 @@ def test_forked_tests_draw_their_own_random_numbers_and_run_threads(
 def test_children_inherit_each_items_location(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeconftest(
-        """
-        import os
+    conftest = """
         import pytest
 
         def pytest_sessionstart():
             log("pytest")
-
-        def log(event):
-            with open(os.environ["REPORTINFO_LOG"], "a") as f:
-                f.write(f"{event} {os.getpid()}\\n")
 
         reportinfo = pytest.Function.reportinfo
 
@@ -790,7 +792,7 @@ def test_children_inherit_each_items_location(
 
         pytest.Function.reportinfo = logged_reportinfo
         """
-    )
+    pytester.makeconftest(LOG_EVENT + textwrap.dedent(conftest))
     make_tests(
         pytester,
         """
@@ -799,11 +801,8 @@ def test_children_inherit_each_items_location(
             pass
         """,
     )
-    log = pytester.path / "reportinfo.log"
-    monkeypatch.setenv("REPORTINFO_LOG", str(log))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result, events = run_logging_events(pytester, monkeypatch)
     result.assert_outcomes(passed=3)
-    events = [line.split() for line in log.read_text().splitlines()]
     pytest_pid = events[0][1]
     # Worked out once per item, in the pytest process, before the fork server started.
     assert [event for event in events if event[0] == "reportinfo"] == [
@@ -814,14 +813,7 @@ def test_children_inherit_each_items_location(
 def test_children_find_report_serialization_warm(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeconftest(
-        """
-        import os
-
-        def log(event):
-            with open(os.environ["PATHLIKE_LOG"], "a") as f:
-                f.write(f"{event} {os.getpid()}\\n")
-
+    conftest = """
         # Called for each type os.PathLike's caches do not know yet.
         subclasshook = os.PathLike.__subclasshook__.__func__
 
@@ -831,7 +823,7 @@ def test_children_find_report_serialization_warm(
 
         os.PathLike.__subclasshook__ = classmethod(logged_subclasshook)
         """
-    )
+    pytester.makeconftest(LOG_EVENT + textwrap.dedent(conftest))
     make_tests(
         pytester,
         """
@@ -839,15 +831,12 @@ def test_children_find_report_serialization_warm(
 
         @pytest.mark.parametrize("n", range(3))
         def test_forked(n):
-            with open(os.environ["PATHLIKE_LOG"], "a") as f:
+            with open(os.environ["EVENT_LOG"], "a") as f:
                 f.write(f"test {os.getpid()}\\n")
         """,
     )
-    log = pytester.path / "pathlike.log"
-    monkeypatch.setenv("PATHLIKE_LOG", str(log))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result, events = run_logging_events(pytester, monkeypatch)
     result.assert_outcomes(passed=3)
-    events = [line.split() for line in log.read_text().splitlines()]
     children = {pid for event, pid in events if event == "test"}
     assert len(children) == 3
     # pytest asks isinstance(value, os.PathLike) of each field of each report it serializes:
