@@ -315,10 +315,7 @@ class _ChildPlugin:
         as logging the report here would have: a test whose subtests failed fails.
         """
         if self.messages >= 0:
-            config = self.config
-            config.hook.pytest_report_teststatus(report=report, config=config)
-            data = config.hook.pytest_report_to_serializable(config=config, report=report)
-            send(self.messages, {"report": data, "extra": self.in_phase})
+            send(self.messages, {"report": _encode(self.config, report), "extra": self.in_phase})
 
     def pytest_warning_recorded(
         self, warning_message: warnings.WarningMessage, when: str, nodeid: str
@@ -390,8 +387,15 @@ def send(fd: int, message: dict[str, Any]) -> None:
 _backtraced = False  # whether this process turned a tvm-ffi error into a Python exception
 
 
+def _encode(config: pytest.Config, report: TestReport) -> dict[str, Any]:
+    """What a child does with each report it logs: settle its outcome, then serialize it."""
+    config.hook.pytest_report_teststatus(report=report, config=config)
+    data: dict[str, Any] = config.hook.pytest_report_to_serializable(config=config, report=report)
+    return data
+
+
 def _serialize_a_report(item: pytest.Item) -> None:
-    """Do here what a child does with each report it logs, once, and drop the report.
+    """Do here what a child does with each report it logs (``_encode``), once; drop the result.
 
     pytest's ``_report_to_json`` asks ``isinstance(value, os.PathLike)`` of
     each field, and the first answer for each type walks the ABC's registry
@@ -411,8 +415,7 @@ def _serialize_a_report(item: pytest.Item) -> None:
         start=0.0,
         stop=0.0,
     )
-    config.hook.pytest_report_teststatus(report=report, config=config)
-    config.hook.pytest_report_to_serializable(config=config, report=report)
+    _encode(config, report)
 
 
 def _watch_backtraces() -> None:
