@@ -27,6 +27,8 @@ from . import _ffi_api
 
 ObjectSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """An object file: a path, or the bytes of one."""
+_PATH_TYPES = (str, os.PathLike)
+_BYTES_TYPES = (bytes, bytearray, memoryview)
 
 MSG_NO_OBJECTS = (
     "load_module() got an empty list of objects; pass a path, the bytes of an object, "
@@ -65,7 +67,7 @@ class ExecutionSession(Object):
         Link errors (undefined or duplicate symbols) are raised here, not at
         the first call; an empty list is a ValueError.
         """
-        one = isinstance(objects, (str, os.PathLike, bytes, bytearray, memoryview))
+        one = isinstance(objects, _PATH_TYPES + _BYTES_TYPES)
         # Anything but one object or an iterable of them: _normalize names its type.
         sources = objects if not one and isinstance(objects, Iterable) else [objects]
         items = [_normalize(obj) for obj in sources]
@@ -189,9 +191,9 @@ def warm_objects(session: ExecutionSession, paths: Iterable[str | os.PathLike[st
 
 
 def _normalize(obj: object) -> str | bytes:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
+    if isinstance(obj, _BYTES_TYPES):
         return bytes(obj)
-    if isinstance(obj, (str, os.PathLike)):
+    if isinstance(obj, _PATH_TYPES):
         return os.fspath(obj)
     raise TypeError(
         f"an object file is a path (str or os.PathLike) or its bytes, not {type(obj).__name__}"
