@@ -2,9 +2,16 @@
 
 ``serve`` runs in the fork server, a process forked from pytest by
 ``pytest_orcjit.isolation.ForkServer`` (whose docstring describes the pipes).
-It keeps one child forked ahead, waiting for a job, forks the next one as soon
-as that child takes its job, and reports how every child ends. A child reads
-one job (the index of an item), runs the item through
+It prepares what every child would otherwise do again, then hands over to its
+native loop (``orcjit.serve_forks``, ``csrc/fork_server.h``), which keeps
+``AHEAD`` children forked ahead, waiting for a job, forks another as soon as
+one takes its job, and reports how every child ends. The loop is native so
+that the server, once it has forked, writes almost no memory: each page it
+wrote would be copied for every later child (Python writes a reference count
+into every object it touches), and each huge page split. Children take jobs
+in the order they were forked, so that the one warmed the longest runs the
+next test. A child returns into Python holding one job (the index of an item),
+runs the item through
 ``pytest_runtest_protocol`` (so the hook wrappers of pytest and of other
 plugins apply to that item), sends each report as soon as it is logged (the
 phases' own, and extra ones such as subtests'), then its warnings, and leaves
@@ -15,8 +22,10 @@ of microseconds a page, and a trivial test writes about a thousand pages (the
 Python objects pytest's machinery touches). The first child of a server reads
 which pages it copied (``/proc/self/pagemap``) and tells the server; every
 later child copies those pages while it waits for its job, with
-``MADV_POPULATE_WRITE``, stopping as soon as a job arrives, so that the test
-finds them copied already. Warming changes no memory and cannot fault; where
+``MADV_POPULATE_WRITE``, stopping as soon as it is next in line and a job
+arrives, so that the test finds them copied already. Children warm one at a
+time, so that the next in line is not slowed by the one after it. Warming
+changes no memory and cannot fault; where
 pagemap or MADV_POPULATE_WRITE (Linux 5.14) is missing nothing is warmed.
 Before its first fork the server also links the objects of the test it was
 started for once, in a throwaway library whose code never runs
@@ -30,9 +39,12 @@ server's writable memory is collapsed into transparent huge pages where it
 can be (``madvise(MADV_COLLAPSE)``, Linux 6.1, in 2 MiB-aligned windows), so
 that each fork copies one page-table entry per 2 MiB instead of 512, and each
 child's exit tears down as few. The server runs as ``SCHED_BATCH``, and so do
-its children while they wait and warm: that work does not preempt the running
-test, yet keeps its fair share of a busy machine. A child that takes a job
-runs it as an ordinary (``SCHED_OTHER``) process, as the test would run
+its children while they warm: that work does not preempt the running test,
+yet keeps its fair share of a busy machine; they ask for a long time slice
+(Linux 6.12), so that an ordinary process woken on their core (the next test,
+the pytest process) preempts them at once. A child that has warmed waits for
+its job, and runs it, as an ordinary (``SCHED_OTHER``) process: woken by the
+job it takes the CPU at once, and it runs the test as the test would run
 without the fork; once it has sent its last message it becomes
 ``SCHED_IDLE``, so that tearing down its address space takes CPU time nothing
 else wants. All three are best effort: where the kernel refuses, nothing
@@ -56,7 +68,6 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
-import errno
 import faulthandler
 import os
 import pickle
@@ -81,31 +92,17 @@ PID = struct.Struct("<i")  # child -> parent, first: who took the job
 HEADER = struct.Struct("<Q")  # child -> parent, then: the length of each message
 STATUS = struct.Struct("<ii")  # server -> parent: pid and wait status of a child that ended
 INTERNAL_ERROR = 70  # exit status of a server or child when the fork boundary itself failed
+AHEAD = 2  # children the server keeps forked ahead, waiting for a job
 RESPAWNS = 3  # waiting children that may die in a row (before taking a job) before the server quits
 _CHILD_PLUGIN = "orcjit-forked-child"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _PRESENT, _EXCLUSIVE = 1 << 63, 1 << 56  # /proc/PID/pagemap flags
 _WARM_PAGES = 64  # pages warmed at most between two looks for a job
-_MADV_POPULATE_WRITE = 23
 _MADV_COLLAPSE = 25
 _HUGE_PAGE = 2 << 20
 _libc = ctypes.CDLL(None, use_errno=True)
 _madvise = _libc.madvise
 _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-_process_madvise = getattr(_libc, "process_madvise", None)  # glibc 2.36
-if _process_madvise is not None:
-    _process_madvise.argtypes = (
-        ctypes.c_int,  # pidfd
-        ctypes.c_void_p,  # struct iovec[]
-        ctypes.c_size_t,
-        ctypes.c_int,  # advice
-        ctypes.c_uint,  # flags
-    )
-    _process_madvise.restype = ctypes.c_ssize_t
-_libc_fork = getattr(ctypes.PyDLL(None, use_errno=True), "fork", None)  # called holding the GIL
-if _libc_fork is not None:
-    _libc_fork.argtypes = ()
-    _libc_fork.restype = ctypes.c_int
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,6 @@ def serve(
     status = INTERNAL_ERROR
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the running test
-        _set_scheduler(os.SCHED_BATCH)
         # Registered once here rather than in each child: registering costs about a millisecond.
         _register_child_plugin(start_item.session)
         _watch_backtraces()
@@ -147,58 +143,18 @@ def serve(
                 warm()
         with contextlib.suppress(Exception):
             _serialize_a_report(start_item)
+        from ._ffi_api import serve_forks  # type: ignore[attr-defined]
+
+        serve_forks.release_gil = False  # nothing else runs here; a child returns holding it
         ranges = _writable_ranges()
         _collapse(ranges)
-        taken_r, taken_w = os.pipe()
-        learn_r, learn_w = os.pipe()  # the first child's copied pages
-        poller = select.poll()
-        for fd in (ends.lifeline, taken_r, learn_r):
-            poller.register(fd, select.POLLIN)
-        pidfds: dict[int, int] = {}  # child pid -> its pidfd (Linux >= 5.3), else polled
-        learned = bytearray()
-        warming = Warming(array.array("Q"))  # what the first child copied, for later ones
-
-        def fork_waiting(learn: int) -> int:
-            pid = _fork_from_server()
-            if pid == 0:
-                for fd in (taken_r, learn_r, ends.status, ends.lifeline):
-                    os.close(fd)  # learn_w is open for the first child only
-                _await_job(start_item, ends, taken_w, tee, warning_filters, warming, ranges, learn)
-            pidfds[pid] = _pidfd(pid)
-            if pidfds[pid] >= 0:
-                poller.register(pidfds[pid], select.POLLIN)
-            return pid
-
-        waiting = fork_waiting(learn_w)
-        os.close(learn_w)
-        deaths = 0  # waiting children that died in a row
-        while deaths < RESPAWNS:
-            polled = any(fd < 0 for fd in pidfds.values())
-            ready = {fd for fd, _ in poller.poll(10 if polled else None)}
-            if ends.lifeline in ready:
-                break
-            if learn_r in ready and read_into(learn_r, learned) == 0:
-                poller.unregister(learn_r)
-                warming = Warming(array.array("Q", learned[: len(learned) - len(learned) % 16]))
-            if taken_r in ready:
-                os.read(taken_r, 64)
-                waiting, deaths = fork_waiting(-1), 0
-            while pidfds:  # report every child that ended
-                pid, wait_status = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-                pidfd = pidfds.pop(pid, -1)
-                if pidfd >= 0:
-                    poller.unregister(pidfd)
-                    os.close(pidfd)
-                write_all(ends.status, STATUS.pack(pid, wait_status))
-                if pid == waiting:  # it died before it took a job: fork another
-                    waiting, deaths = fork_waiting(-1), deaths + 1
-        for pid in pidfds:  # the waiting child, and any child the parent gave up on
-            kill(pid, signal.SIGKILL)
-        for pid in pidfds:
-            os.waitpid(pid, 0)
-        status = 0 if deaths < RESPAWNS else INTERNAL_ERROR
+        # Native from here on (csrc/fork_server.h): returns in each child that took a job,
+        # and here once the pytest process closed the server.
+        job, learn, status = serve_forks(
+            ends.jobs, ends.lifeline, ends.status, AHEAD, RESPAWNS, _WARM_PAGES * _PAGE
+        )
+        if job:
+            _run_job(start_item, ends, tee, warning_filters, ranges, bytes(job), learn)
     except BaseException:
         with contextlib.suppress(BaseException):
             write_all(2, traceback.format_exc().encode())
@@ -206,52 +162,20 @@ def serve(
         os._exit(status)
 
 
-def _fork_from_server() -> int:
-    """``fork()`` for the server's children: libc's, without Python's at-fork protocol.
-
-    ``os.fork`` takes the import lock, runs each ``os.register_at_fork``
-    callback and re-creates the interpreter's locks in the child, so that no
-    lock another thread held stays locked there. The server runs one thread
-    and forks from its own loop, holding none: all that has nothing to do,
-    yet it cost each child about 80 copied pages (0.2 ms of CPU). The callbacks
-    ran when the server itself was forked; the one whose effect a test would
-    see, ``random``'s re-seeding, is done here in the child.
-    """
-    if _libc_fork is None:
-        return os.fork()
-    pid = _libc_fork()
-    if pid < 0:
-        raise OSError(ctypes.get_errno(), "fork() of a forked test's child failed")
-    if pid == 0 and "random" in sys.modules:
-        sys.modules["random"].seed()
-    return pid
-
-
-def _await_job(
+def _run_job(
     start_item: pytest.Item,
     ends: Ends,
-    taken: int,
     tee: bool,
     warning_filters: list[Any],
-    warming: Warming,
     ranges: list[tuple[int, int]],
+    job: bytes,
     learn: int,
 ) -> NoReturn:
-    """A waiting child: warm, read one job, tell the server, run it. Never returns.
-
-    With ``learn`` (a pipe to the server) it reports the pages of ``ranges`` it
-    copied, once its last message is sent.
-    """
+    """A child that took a job: run it. Never returns."""
     status = INTERNAL_ERROR
     try:
-        warming.warm(ends.jobs)
-        job = os.read(ends.jobs, JOB.size)  # a job is written whole, in one atomic write
-        if len(job) != JOB.size:  # end of file: the parent closed the server
-            os._exit(0)
-        _set_scheduler(os.SCHED_OTHER)  # inherited SCHED_BATCH is for waiting, not for tests
-        os.write(taken, b"\0")
-        os.close(taken)
-        os.close(ends.jobs)
+        if "random" in sys.modules:  # as os.fork()'s at-fork callback would
+            sys.modules["random"].seed()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         index, timeout = JOB.unpack(job)
         item = start_item if index < 0 else start_item.session.items[index]
@@ -505,70 +429,6 @@ def _copied_runs(ranges: list[tuple[int, int]]) -> array.array[int]:
                 else:
                     runs.extend((page, _PAGE))
     return runs
-
-
-class Warming:
-    """Pages to copy ahead of need (``_copied_runs`` of the first child), in batches.
-
-    The runs' flat (address, length) pairs are laid out as ``struct iovec``, so
-    a batch of runs is one ``process_madvise`` call on this process (which
-    takes ``MADV_POPULATE_WRITE`` since Linux 6.13), rather than a
-    ``madvise`` per run; a batch holds at most ``_WARM_PAGES`` pages.
-    """
-
-    def __init__(self, runs: array.array[int]) -> None:
-        self.runs = runs
-        self.batches: list[tuple[int, int, int]] = []  # first run, runs, bytes
-        first = size = 0
-        for run in range(len(runs) // 2):
-            if size and size + runs[2 * run + 1] > _WARM_PAGES * _PAGE:
-                self.batches.append((first, run - first, size))
-                first, size = run, 0
-            size += runs[2 * run + 1]
-        if size:
-            self.batches.append((first, len(runs) // 2 - first, size))
-
-    def warm(self, jobs: int) -> None:
-        """Copy the pages, a batch at a time, until a job is readable on ``jobs``.
-
-        ``MADV_POPULATE_WRITE`` (Linux 5.14) breaks copy-on-write as a write
-        would, without writing; an address that is not mapped writable here
-        is an error, never a fault. A batch the kernel does not take whole is
-        done again a run at a time. Before 5.14 nothing is warmed.
-        """
-        if not self.batches:
-            return
-        vectors = self.runs.buffer_info()[0]
-        batched = _process_madvise
-        pidfd = _pidfd(os.getpid()) if batched is not None else -1
-        try:
-            for first, count, size in self.batches:
-                if select.select([jobs], [], [], 0)[0]:
-                    return
-                if batched is not None and pidfd >= 0:
-                    address = vectors + first * 2 * self.runs.itemsize
-                    done = batched(pidfd, address, count, _MADV_POPULATE_WRITE, 0)
-                    if done == size:
-                        continue
-                    if done < 0 and ctypes.get_errno() == errno.EINVAL:  # before Linux 6.13
-                        os.close(pidfd)
-                        pidfd = -1
-                for run in range(first, first + count):
-                    at = 2 * run
-                    failed = _madvise(self.runs[at], self.runs[at + 1], _MADV_POPULATE_WRITE) != 0
-                    if failed and ctypes.get_errno() == errno.EINVAL:  # before Linux 5.14
-                        return
-        finally:
-            if pidfd >= 0:
-                os.close(pidfd)
-
-
-def _pidfd(pid: int) -> int:
-    """A pidfd of process ``pid`` (Linux 5.3), or -1."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return -1
 
 
 def warning_to_tuple(warning: warnings.WarningMessage) -> tuple[Any, ...]:

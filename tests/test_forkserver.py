@@ -1,7 +1,10 @@
-"""Warming (pytest_orcjit.forkserver): the pages a child copied, copied again ahead of need.
+"""Warming: the pages a child of the fork server copied, copied again ahead of need.
 
-Each test forks a child of this process that writes to a buffer shared
-copy-on-write with it, and reads its own ``/proc/self/pagemap``.
+The first child reports them (``pytest_orcjit.forkserver._copied_runs``); later
+ones copy them while they wait for a job (the native ``orcjit.warm_pages``, what
+``csrc/fork_server.h`` runs in each waiting child). Each test forks a child of
+this process that writes to a buffer shared copy-on-write with it, and reads
+its own ``/proc/self/pagemap``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_orcjit import forkserver
+from pytest_orcjit import _ffi_api, forkserver
 
 PAGES = 160  # more than two batches of warming
 
@@ -56,15 +59,15 @@ def covered(runs: Any, address: int) -> bool:
     return any(runs[i] <= address < runs[i] + runs[i + 1] for i in range(0, len(runs), 2))
 
 
-def warm(runs: list[int], jobs: int, batched: bool = True) -> None:
+def warm(runs: list[int], jobs: int, batched: bool = True) -> bool:
     """Warm ``runs`` (flat address, length pairs) until ``jobs`` is readable, in this process.
 
     Unless ``batched``, one ``madvise`` per run, as where ``process_madvise``
-    is missing or refuses the advice.
+    is missing or refuses the advice. Returns whether every run was warmed.
     """
-    if not batched:
-        forkserver._process_madvise = None
-    forkserver.Warming(array.array("Q", runs)).warm(jobs)
+    flat = array.array("Q", runs).tobytes()
+    batch = forkserver._WARM_PAGES * forkserver._PAGE
+    return bool(_ffi_api.warm_pages(flat, jobs, batch, batched))  # type: ignore[attr-defined]
 
 
 def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> None:
@@ -83,17 +86,6 @@ def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> N
     assert sum(copied) < PAGES // 2  # the pages it only read stay shared
 
 
-def test_warming_cuts_the_runs_into_batches_of_at_most_warm_pages() -> None:
-    page = os.sysconf("SC_PAGE_SIZE")
-    lengths = [40, 30, forkserver._WARM_PAGES, 1, 1]  # in pages
-    runs = array.array("Q")
-    for index, length in enumerate(lengths):
-        runs.extend((index << 30, length * page))
-    batches = forkserver.Warming(runs).batches
-    # (first run, runs, bytes): 40 + 30 pages would be too many, and so would 64 + 1.
-    assert batches == [(0, 1, 40 * page), (1, 1, 30 * page), (2, 1, 64 * page), (3, 2, 2 * page)]
-
-
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])
 def test_warming_copies_pages_without_changing_them(
     shared: tuple[bytearray, int], batched: bool
@@ -106,14 +98,14 @@ def test_warming_copies_pages_without_changing_them(
         runs += [start + index * page, min(3, PAGES - index) * page]
     never = os.pipe()  # no job ever arrives: warm everything
 
-    def warm_and_report() -> tuple[bool, bytes]:
-        warm(runs, never[0], batched)
+    def warm_and_report() -> tuple[bool, bool, bytes]:
+        done = warm(runs, never[0], batched)
         copied = copied_runs()
-        return all(covered(copied, start + i * page) for i in range(PAGES)), bytes(buffer)
+        return done, all(covered(copied, start + i * page) for i in range(PAGES)), bytes(buffer)
 
-    all_copied, content = in_child(warm_and_report)
+    done, all_copied, content = in_child(warm_and_report)
     assert content == bytes(buffer)
-    assert all_copied
+    assert done and all_copied
 
 
 def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> None:
@@ -122,12 +114,12 @@ def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> N
     jobs_r, jobs_w = os.pipe()
     os.write(jobs_w, b"job")
 
-    def warm_and_report() -> bool:
-        warm([start, PAGES * page], jobs_r)
+    def warm_and_report() -> tuple[bool, bool]:
+        done = warm([start, PAGES * page], jobs_r)
         copied = copied_runs()
-        return any(covered(copied, start + i * page) for i in range(PAGES))
+        return done, any(covered(copied, start + i * page) for i in range(PAGES))
 
-    assert in_child(warm_and_report) is False
+    assert in_child(warm_and_report) == (False, False)
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])

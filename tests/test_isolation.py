@@ -631,30 +631,39 @@ def test_pytest_exit_and_large_reports(pytester: pytest.Pytester) -> None:
     result.stdout.no_fnmatch_line("*1 passed*")
 
 
-def test_a_waiting_child_that_dies_is_replaced(pytester: pytest.Pytester) -> None:
-    # The first test kills its sibling, the child the fork server keeps waiting for the next
-    # test: the server forks another one and the next test runs.
+@pytest.mark.parametrize("killed", ["next_in_line", "all"])
+def test_waiting_children_that_die_are_replaced(pytester: pytest.Pytester, killed: str) -> None:
+    # The first test kills its siblings, the children the fork server keeps waiting for the next
+    # tests (the oldest, next in line, or all of them): the server forks others, the next in line
+    # passes its turn on as it dies, and the next test runs.
     make_tests(
         pytester,
-        """
+        f"""
         import os, signal, time
+        from pytest_orcjit.forkserver import AHEAD
 
-        def test_kills_the_waiting_child():
+        def test_kills_waiting_children():
             server = os.getppid()
             siblings = []
-            while not siblings:  # the server forks it as this test starts
-                with open(f"/proc/{server}/task/{server}/children") as f:
+            while len(siblings) < AHEAD:  # the server forks them as this test starts
+                with open(f"/proc/{{server}}/task/{{server}}/children") as f:
                     siblings = [int(pid) for pid in f.read().split() if int(pid) != os.getpid()]
                 time.sleep(0.01)
-            os.kill(siblings[0], signal.SIGKILL)
-            # Gone before the next job is written: a child killed as it reads its job would
-            # take the job with it (the limit the README states).
-            while not gone(siblings[0]):
-                time.sleep(0.01)
+            siblings.sort(key=started)
+            for pid in siblings[:1] if {killed!r} == "next_in_line" else siblings:
+                os.kill(pid, signal.SIGKILL)
+                # Gone before the next job is written: a child killed as it reads its job
+                # would take the job with it (the limit the README states).
+                while not gone(pid):
+                    time.sleep(0.01)
+
+        def started(pid):
+            with open(f"/proc/{{pid}}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[19])
 
         def gone(pid):
             try:
-                with open(f"/proc/{pid}/stat") as f:
+                with open(f"/proc/{{pid}}/stat") as f:
                     return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie
             except FileNotFoundError:
                 return True
@@ -663,7 +672,7 @@ def test_a_waiting_child_that_dies_is_replaced(pytester: pytest.Pytester) -> Non
             pass
         """,
     )
-    # (Were it not replaced, the second test would time out: nothing would take its job.)
+    # (Were none next in line, the second test would time out: nothing would take its job.)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orcjit-timeout=20")
     result.assert_outcomes(passed=2)
 
