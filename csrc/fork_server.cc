@@ -152,6 +152,29 @@ class Warmer {
   int pidfd_;  // -2: not opened yet
 };
 
+/// A waiting child: warms, waits for its turn, then reads its job into `job` (leaves if the
+/// pytest process closed the server). `turn` is the read end of its turn pipe (-1: none, it is
+/// next in line), `passing` the write end of its successor's, which it closes as it returns.
+void TakeJob(int jobs, int turn, int passing, Warmer* warmer, unsigned char (&job)[12]) {
+  char byte = 0;
+  bool next_in_line = turn < 0 || ReadRetrying(turn, &byte, 1) == 0;
+  warmer->Warm(next_in_line ? jobs : turn);
+  if (!warmer->done() && !next_in_line) {  // the turn ended before warming did
+    next_in_line = true;
+    warmer->Warm(jobs);
+  }
+  WriteAll(passing, &byte, 1);  // the next child may warm
+  // A woken SCHED_BATCH process waits for the running one's time slice: not the next test.
+  SetScheduler(SCHED_OTHER);
+  if (!next_in_line) ReadRetrying(turn, &byte, 1);  // end of file
+  if (ReadRetrying(jobs, job, sizeof(job)) != static_cast<ssize_t>(sizeof(job))) {
+    _exit(0);  // end of file: the pytest process closed the server
+  }
+  for (int fd : {passing, jobs, turn}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
 struct Child {
   pid_t pid;
   int pidfd;
@@ -179,8 +202,8 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
   std::vector<uint64_t> runs;  // the pages the first child copied, once it said so
   std::vector<char> learned;
   int learn_r = learn[0];
-  int turn =
-      -1;  // read end of the next child's turn pipe; the last child forked holds its write end
+  // The read end of the next child's turn pipe; the last child forked holds its write end.
+  int turn = -1;
   int waiting = 0;
   int deaths = 0;  // waiting children that died in a row (or could not be forked)
 
@@ -199,28 +222,11 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
       for (const Child& child : children) {
         if (child.pidfd >= 0) close(child.pidfd);
       }
-      int passing = next_turn[1];
       Warmer warmer(runs, batch_bytes);
-      char byte = 0;
-      bool next_in_line = turn < 0 || ReadRetrying(turn, &byte, 1) == 0;
-      warmer.Warm(next_in_line ? fds.jobs : turn);
-      if (!warmer.done() && !next_in_line) {  // the turn ended before warming did
-        next_in_line = true;
-        warmer.Warm(fds.jobs);
-      }
-      WriteAll(passing, &byte, 1);  // the next child may warm
-      // A woken SCHED_BATCH process waits for the running one's time slice: not the next test.
-      SetScheduler(SCHED_OTHER);
-      if (!next_in_line) ReadRetrying(turn, &byte, 1);  // end of file
-      ssize_t got = ReadRetrying(fds.jobs, result.job, sizeof(result.job));
-      if (got != static_cast<ssize_t>(sizeof(result.job)))
-        _exit(0);  // the parent closed the server
-      close(passing);
+      TakeJob(fds.jobs, turn, next_turn[1], &warmer, result.job);
       pid_t self = getpid();
       WriteAll(taken[1], &self, sizeof(self));
-      for (int fd : {taken[1], fds.jobs, turn}) {
-        if (fd >= 0) close(fd);
-      }
+      close(taken[1]);
       result.child = true;
       result.learn = learn_w;
       return true;

@@ -60,7 +60,8 @@ and starts a new server, whose children inherit the work. A run whose forked
 tests raise no tvm-ffi error never pays for it, in time or in the memory each
 fork copies.
 
-This module imports neither the public API nor the native core.
+This module imports neither the public API nor the native core; the fork
+server loads the native core for its loop.
 """
 
 from __future__ import annotations
