@@ -274,8 +274,8 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
       if (got == 0) {
         close(learn_r);
         learn_r = -1;
-        runs.resize(learned.size() / 16 * 2);
-        std::memcpy(runs.data(), learned.data(), runs.size() * sizeof(uint64_t));
+        runs.resize(learned.size() / 16 * 2);  // none if the first child died before it said
+        if (!runs.empty()) std::memcpy(runs.data(), learned.data(), runs.size() * sizeof(uint64_t));
       }
     }
     ended.clear();

@@ -75,7 +75,8 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("orcjit.warm_pages",
            [](ffi::Bytes runs, int64_t until, int64_t batch_bytes, bool batched) {
              std::vector<uint64_t> flat(runs.size() / sizeof(uint64_t));
-             std::memcpy(flat.data(), runs.data(), flat.size() * sizeof(uint64_t));
+             if (!flat.empty())
+               std::memcpy(flat.data(), runs.data(), flat.size() * sizeof(uint64_t));
              return WarmPages(flat, static_cast<int>(until), static_cast<size_t>(batch_bytes),
                               batched);
            })
