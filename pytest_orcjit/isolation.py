@@ -5,11 +5,12 @@ by the plugin's ``pytest_runtest_protocol`` hook in place of pytest's own
 protocol. The pytest process does not fork per test: the first forked test
 starts a *fork server* (:mod:`pytest_orcjit.forkserver`, the far side of the
 boundary), a process forked from pytest at that moment that from then on only
-forks, and keeps one child forked ahead, waiting for a job. For each test the
-pytest process logs the start, writes the item's index to the waiting child
-and reads what it sends: each report, serialized with
-``pytest_report_to_serializable`` as soon as it is logged (the phases' own,
-and extra ones such as those of pytest's subtests), then its warnings.
+forks, and keeps children forked ahead, waiting for a job. For each test the
+pytest process logs the start, writes the item's index to the jobs pipe, where
+the next waiting child in line reads it, and reads what that child sends:
+each report, serialized with ``pytest_report_to_serializable`` as soon as
+it is logged (the phases' own, and extra ones such as those of pytest's
+subtests), then its warnings.
 It rebuilds the reports with ``pytest_report_from_serializable`` and logs
 them, so the terminal, ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see
 what they would see without the fork.
@@ -286,7 +287,7 @@ class ForkServer:
         )
 
     def run(self, item: pytest.Item, timeout: float | None) -> _Run:
-        """Hand ``item`` to the waiting child and wait until it reported back or ended."""
+        """Hand ``item`` to the next waiting child and wait until it reported back or ended."""
         index = -1 if item is self.start_item else self.positions[item]
         run = _Run(timeout, tee=self.tee)
         while run.read_stderr(self.stderr_r) > 0:  # late output of the last child
