@@ -23,7 +23,7 @@ struct ForkResult {
   bool child = false;
   unsigned char job[12] = {};  // in a child: the job record it read
   int learn = -1;              // in the first child: where to write the pages it copied
-  int exit_status = 0;         // in the server: its exit status
+  bool failed = false;         // in the server: whether it could not keep children forked
 };
 
 /// Keeps `ahead` children forked and waiting for a job, in the order they were forked; reports

@@ -70,7 +70,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
                             static_cast<size_t>(batch_bytes));
              ffi::Bytes job(reinterpret_cast<const char*>(result.job),
                             result.child ? sizeof(result.job) : 0);
-             return ffi::Tuple<ffi::Bytes, int64_t, int64_t>(job, result.learn, result.exit_status);
+             return ffi::Tuple<ffi::Bytes, int64_t, bool>(job, result.learn, result.failed);
            })
       .def("orcjit.warm_pages",
            [](ffi::Bytes runs, int64_t until, int64_t batch_bytes, bool batched) {

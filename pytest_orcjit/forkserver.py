@@ -151,11 +151,12 @@ def serve(
         _collapse(ranges)
         # Native from here on (csrc/fork_server.h): returns in each child that took a job,
         # and here once the pytest process closed the server.
-        job, learn, status = serve_forks(
+        job, learn, failed = serve_forks(
             ends.jobs, ends.lifeline, ends.status, AHEAD, RESPAWNS, _WARM_PAGES * _PAGE
         )
         if job:
             _run_job(start_item, ends, tee, warning_filters, ranges, bytes(job), learn)
+        status = INTERNAL_ERROR if failed else 0
     except BaseException:
         with contextlib.suppress(BaseException):
             write_all(2, traceback.format_exc().encode())
