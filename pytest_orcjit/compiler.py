@@ -34,6 +34,7 @@ DEFAULT_STD = "c++20"
 
 C_SUFFIXES = (".c",)
 CXX_SUFFIXES = (".cc", ".cpp", ".cxx", ".c++", ".C")
+CUDA_SUFFIXES = (".cu",)
 OBJECT_SUFFIXES = (".o",)
 """Objects listed as sources are used as they are, without compiling."""
 
@@ -131,15 +132,21 @@ def tvm_ffi_version() -> str:
         return "unknown"
 
 
+LANGUAGE_SUFFIX = {"c": ".c", "c++": ".cc", "cuda": ".cu"}
+"""The suffix ``orcjit_compile`` gives source text of each language."""
+
+
 def language_of(source: Path) -> str:
-    """``"c"``, ``"c++"`` or ``"object"`` from the suffix; ValueError for others."""
+    """``"c"``, ``"c++"``, ``"cuda"`` or ``"object"`` from the suffix; ValueError for others."""
     if source.suffix in C_SUFFIXES:
         return "c"
     if source.suffix in CXX_SUFFIXES:
         return "c++"
+    if source.suffix in CUDA_SUFFIXES:
+        return "cuda"
     if source.suffix in OBJECT_SUFFIXES:
         return "object"
-    known = ", ".join((*C_SUFFIXES, *CXX_SUFFIXES, *OBJECT_SUFFIXES))
+    known = ", ".join((*C_SUFFIXES, *CXX_SUFFIXES, *CUDA_SUFFIXES, *OBJECT_SUFFIXES))
     raise ValueError(f"{source}: unknown source kind (expected one of {known})")
 
 
@@ -191,11 +198,13 @@ class Builder:
         cc: Compiler | None = None,
         std: str = DEFAULT_STD,
         cflags: Sequence[str] = (),
+        cuda: CudaToolchain | None = None,
     ) -> None:
         self.cxx, self.cc = cxx, cc or cxx
         self.cache = ObjectCache(cache_dir)
         self.base = [*include_flags(), "-fPIC", *cflags]
         self.std = std
+        self.cuda = cuda or CudaToolchain()
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
 
@@ -212,7 +221,10 @@ class Builder:
 
     def compile_text(self, text: str, flags: Sequence[str] = (), language: str = "c++") -> Path:
         """Compile source text (stored in the cache under its hash)."""
-        suffix = {"c": ".c", "c++": ".cc"}[language]
+        if language not in LANGUAGE_SUFFIX:
+            known = ", ".join(repr(name) for name in LANGUAGE_SUFFIX)
+            raise ValueError(f"unknown language {language!r}: one of {known}")
+        suffix = LANGUAGE_SUFFIX[language]
         source = self.cache.write_source(text, suffix)
         try:
             return self.compile(source, flags)
@@ -234,12 +246,16 @@ class Builder:
     def command(self, unit: Unit, output: Path) -> list[str]:
         """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
         lang = language_of(unit.source)
+        depfile = f"{output}.d"
+        if lang == "cuda":
+            return [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
+                    *include_flags(), *self.cuda.flags(), *unit.flags, "-MD", "-MF", depfile,
+                    "-c", str(unit.source), "-o", str(output)]  # fmt: skip
         if lang == "c":
             as_c = ["-x", "c"] if self.cc.command == self.cxx.command else []
             front = [*self.cc.command, *as_c]
         else:
             front = [*self.cxx.command, f"-std={self.std}"]
-        depfile = f"{output}.d"
         return [*front, *self.base, *unit.flags, "-MD", "-MF", depfile, "-c", str(unit.source),
                 "-o", str(output)]  # fmt: skip
 
@@ -251,9 +267,13 @@ class Builder:
             self.stats.reused += outcome.reused
 
     def _run(self, unit: Unit) -> Outcome:
-        if language_of(unit.source) == "object":
+        language = language_of(unit.source)
+        if language == "object":
             return Outcome(object=unit.source)
-        compiler = self.cc if language_of(unit.source) == "c" else self.cxx
+        try:
+            compiler = {"c": self.cc, "c++": self.cxx}.get(language) or self.cuda.compiler()
+        except CompilerNotFound as err:
+            return Outcome(error=CompileError(unit.source, [], str(err)))
         key = [*self.command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
         try:
             entry = self.cache.get(key, lambda out: self._compile_to(unit, out))
@@ -271,6 +291,61 @@ class Builder:
         if done.returncode != 0:
             raise CompileError(unit.source, argv, (done.stdout + done.stderr).strip())
         return parse_depfile(Path(f"{output}.d").read_text())
+
+
+class CudaToolchain:
+    """nvcc, probed on first use (a run without ``.cu`` sources never looks for it).
+
+    ``nvcc`` is the command (None: :func:`pytest_orcjit.cuda.find_nvcc`),
+    ``archs`` the architectures (None: the GPU's own, else the default of
+    :mod:`pytest_orcjit.cuda`), ``extra`` flags for every ``.cu`` compile.
+    """
+
+    def __init__(
+        self,
+        nvcc: str | None = None,
+        archs: Sequence[str] | None = None,
+        extra: Sequence[str] = (),
+        state_dir: Path | None = None,
+    ) -> None:
+        self._nvcc, self._archs, self.extra = nvcc, tuple(archs or ()), tuple(extra)
+        self._state_dir = state_dir
+        self._compiler: Compiler | None = None
+        self._error: CompilerNotFound | None = None
+
+    def compiler(self) -> Compiler:
+        """The probed nvcc; raises CompilerNotFound, with a message naming the option."""
+        from . import cuda
+
+        if self._compiler is None and self._error is None:
+            command = cuda.find_nvcc(self._nvcc)
+            try:
+                if command is None:
+                    raise CompilerNotFound(cuda.MSG_NO_NVCC.format(origins=cuda.NVCC_ORIGINS))
+                self._compiler = Compiler.probe(command, self._state_dir)
+            except CompilerNotFound as err:
+                self._error = CompilerNotFound(
+                    f"{err}; choose nvcc with --orcjit-nvcc (ini orcjit_nvcc)"
+                    if "--orcjit-nvcc" not in str(err) else str(err)
+                )  # fmt: skip
+        if self._error is not None:
+            raise self._error
+        assert self._compiler is not None
+        return self._compiler
+
+    def archs(self) -> tuple[str, ...]:
+        """The architectures compiled for."""
+        from . import cuda
+
+        if not self._archs:
+            self._archs = cuda.gpu_archs() or cuda.DEFAULT_ARCHS
+        return self._archs
+
+    def flags(self) -> list[str]:
+        """The architecture flags and the extra flags."""
+        from . import cuda
+
+        return [*cuda.gencode_flags(self.archs()), *self.extra]
 
 
 def parse_depfile(text: str) -> list[Path]:
@@ -320,6 +395,7 @@ __all__ = [
     "CompileError",
     "Compiler",
     "CompilerNotFound",
+    "CudaToolchain",
     "Outcome",
     "Stats",
     "Unit",

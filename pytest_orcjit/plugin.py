@@ -34,6 +34,7 @@ from .compiler import (
     Builder,
     Compiler,
     CompilerNotFound,
+    CudaToolchain,
     Outcome,
     Stats,
     Unit,
@@ -273,11 +274,30 @@ def orcjit_lib(
 
 
 @pytest.fixture
+def orcjit_cuda_device(pytestconfig: pytest.Config) -> int:
+    """The CUDA device index (``--orcjit-cuda-device``, default 0); SKIPPED where there is none.
+
+    Asks the CUDA runtime, so CUDA is initialised where the test runs: in its
+    forked child by default, never in the pytest process (a child cannot use
+    a CUDA context it inherits). Under ``--orcjit-isolation=none`` the pytest
+    process itself initialises CUDA.
+    """
+    from . import cuda
+
+    device = pytestconfig.stash[STATE].settings.cuda_device
+    usable, reason = cuda.device_status(device)
+    if not usable:
+        pytest.skip(cuda.MSG_NO_DEVICE.format(reason=reason))
+    return device
+
+
+@pytest.fixture
 def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
     """``orcjit_compile(path_or_source_text, cflags=(), language="c++") -> object path``.
 
-    A string containing a newline is source text; anything else is a path,
-    relative to the test file's directory. Cached like every other compile;
+    A string containing a newline is source text (``language`` is ``"c++"``,
+    ``"c"`` or ``"cuda"``); anything else is a path, relative to the test
+    file's directory. Cached like every other compile;
     raises ``pytest_orcjit.compiler.CompileError`` with the diagnostics.
     """
     config, base = request.config, request.node.path.parent
@@ -345,7 +365,8 @@ def builder(config: pytest.Config) -> Builder:
         cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.command[0]}"
         cc_command = find_cc(shlex.join(cxx.command), s.cc.value)
         cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
-        state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags)
+        cuda = CudaToolchain(s.nvcc.value, s.cuda_archs, s.nvcc_flags, cache_dir)
+        state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda)
     return state.builder
 
 

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -34,6 +34,16 @@ HELP_ISOLATION = (
     "fork: run each test that uses orcjit in a forked child (default); none: run in-process"
 )
 HELP_TIMEOUT = "kill a forked test after SECONDS and fail it (default: none; 0 = none)"
+HELP_NVCC = (
+    "nvcc for .cu sources (default: $CUDA_HOME/bin/nvcc, else nvcc on PATH, else the "
+    "nvidia-cuda-nvcc package's)"
+)
+HELP_NVCC_FLAGS = "extra nvcc flags for every .cu source, one shell-quoted string (default: none)"
+HELP_CUDA_ARCH = (
+    "CUDA architectures to compile .cu sources for, e.g. 90 or '80;90' (default: the GPU's own, "
+    "else 75)"
+)
+HELP_CUDA_DEVICE = "the CUDA device index that the orcjit_cuda_device fixture gives (default: 0)"
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, timeout=None, isolation=None): "
     "the test's library holds exactly these sources (relative to the test file's "
@@ -52,7 +62,9 @@ MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments 
 
 ISOLATIONS = ("fork", "none")
 MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
-ORCJIT_FIXTURES = frozenset({"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects"})
+ORCJIT_FIXTURES = frozenset(
+    {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
+)
 
 # (name, help, ini type): --orcjit-<name> on the command line, orcjit_<name> in the ini file.
 OPTIONS = (
@@ -64,6 +76,10 @@ OPTIONS = (
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("nvcc", HELP_NVCC, "string"),
+    ("nvcc_flags", HELP_NVCC_FLAGS, "string"),
+    ("cuda_arch", HELP_CUDA_ARCH, "string"),
+    ("cuda_device", HELP_CUDA_DEVICE, "string"),
 )
 
 
@@ -71,16 +87,22 @@ def addoptions(parser: pytest.Parser) -> None:
     """Register every option and its ini twin, sharing one help text."""
     group = parser.getgroup("orcjit", "compile kernels and load them with ORC JIT")
     for name, text, ini_type in OPTIONS:
-        flag = f"--orcjit-{name}"
+        flag = cli_flag(name)
         if name == "sources":
             group.addoption(flag, dest="orcjit_sources", nargs="+", action="extend",
                             metavar="GLOB", help=text)  # fmt: skip
         elif name == "isolation":
             group.addoption(flag, dest="orcjit_isolation", choices=ISOLATIONS, help=text)
         else:
-            metavar = {"jobs": "N", "timeout": "SECONDS", "cflags": "FLAGS"}.get(name, name.upper())
+            metavars = {"jobs": "N", "timeout": "SECONDS", "cflags": "FLAGS", "nvcc_flags": "FLAGS"}
+            metavar = metavars.get(name, name.upper())
             group.addoption(flag, dest=f"orcjit_{name}", metavar=metavar, help=text)
         parser.addini(f"orcjit_{name}", text, type=ini_type, default=None)  # type: ignore[arg-type]
+
+
+def cli_flag(name: str) -> str:
+    """``nvcc_flags`` -> ``--orcjit-nvcc-flags``."""
+    return "--orcjit-" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,10 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    nvcc: Picked
+    nvcc_flags: tuple[str, ...]
+    cuda_archs: tuple[str, ...] | None
+    cuda_device: int
 
     @property
     def configured(self) -> bool:
@@ -128,7 +154,7 @@ def pick(config: pytest.Config, name: str) -> Picked:
     """The command-line value, else the ini value, else None from "default"."""
     value = config.getoption(f"orcjit_{name}")
     if value not in (None, [], ""):
-        return Picked(value, f"--orcjit-{name}")
+        return Picked(value, cli_flag(name))
     value = config.getini(f"orcjit_{name}")
     if value not in (None, [], ""):
         return Picked(value, f"ini orcjit_{name}")
@@ -160,6 +186,10 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        nvcc=pick(config, "nvcc"),
+        nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),
+        cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
+        cuda_device=parse_cuda_device(pick(config, "cuda_device")),
     )
 
 
@@ -268,6 +298,24 @@ def parse_timeout(picked: Picked) -> float | None:
     return seconds or None
 
 
+def parse_cuda_archs(picked: Picked) -> tuple[str, ...] | None:
+    """``"80;90"`` -> ``("80", "90")``; None (the GPU's own, else the default) if not given."""
+    if picked.value is None:
+        return None
+    from .cuda import parse_archs
+
+    try:
+        return parse_archs(picked.value)
+    except ValueError as err:
+        raise _invalid("CUDA architecture", picked.value, picked.origin, err) from None
+
+
+def parse_cuda_device(picked: Picked) -> int:
+    if picked.value is None:
+        return 0
+    return int(_check(picked, picked.value, "CUDA device", _non_negative_int, "an index >= 0"))
+
+
 def _check(picked: Picked, value: Any, what: str, valid: Any, expected: str) -> Any:
     if not valid(value):
         raise _invalid(what, value, picked.origin, expected)
@@ -278,11 +326,18 @@ def _invalid(what: str, value: Any, origin: str, expected: object) -> ValueError
     return ValueError(MSG_INVALID.format(what=what, value=value, origin=origin, expected=expected))
 
 
-def _positive_int(value: Any) -> bool:
-    try:
-        return int(value) >= 1 and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
+def _int_at_least(minimum: int) -> Callable[[Any], bool]:
+    def valid(value: Any) -> bool:
+        try:
+            return int(value) >= minimum and not isinstance(value, bool)
+        except (TypeError, ValueError):
+            return False
+
+    return valid
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _non_negative(value: Any) -> bool:
