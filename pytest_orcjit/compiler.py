@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from . import pch
 from .cache import CacheWarning, ObjectCache
 
 DEFAULT_STD = "c++20"
@@ -199,12 +200,15 @@ class Builder:
         std: str = DEFAULT_STD,
         cflags: Sequence[str] = (),
         cuda: CudaToolchain | None = None,
+        use_pch: bool = True,
     ) -> None:
+        """``use_pch``: compile eligible C++ sources with a PCH of the tvm-ffi headers (pch.py)."""
         self.cxx, self.cc = cxx, cc or cxx
         self.cache = ObjectCache(cache_dir)
         self.base = [*include_flags(), "-fPIC", *cflags]
         self.std = std
         self.cuda = cuda or CudaToolchain()
+        self.pch = pch.PrecompiledHeaders(self.cache) if use_pch else None
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
 
@@ -246,18 +250,17 @@ class Builder:
     def command(self, unit: Unit, output: Path) -> list[str]:
         """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
         lang = language_of(unit.source)
-        depfile = f"{output}.d"
         if lang == "cuda":
-            return [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
-                    *include_flags(), *self.cuda.flags(), *unit.flags, "-MD", "-MF", depfile,
-                    "-c", str(unit.source), "-o", str(output)]  # fmt: skip
-        if lang == "c":
+            front = [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
+                     *include_flags(), *self.cuda.flags(), *unit.flags]  # fmt: skip
+        elif lang == "c":
             as_c = ["-x", "c"] if self.cc.command == self.cxx.command else []
-            front = [*self.cc.command, *as_c]
+            front = [*self.cc.command, *as_c, *self.base, *unit.flags]
         else:
-            front = [*self.cxx.command, f"-std={self.std}"]
-        return [*front, *self.base, *unit.flags, "-MD", "-MF", depfile, "-c", str(unit.source),
-                "-o", str(output)]  # fmt: skip
+            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
+            if self.pch is not None and pch.eligible(unit.source):
+                front += self.pch.flags(self.cxx, front, self._tvm_ffi)
+        return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
     def _count(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:

@@ -366,7 +366,9 @@ def builder(config: pytest.Config) -> Builder:
         cc_command = find_cc(shlex.join(cxx.command), s.cc.value)
         cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
         cuda = CudaToolchain(s.nvcc.value, s.cuda_archs, s.nvcc_flags, cache_dir)
-        state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda)
+        state.builder = Builder(
+            cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda, use_pch=s.pch
+        )
     return state.builder
 
 

@@ -43,6 +43,10 @@ HELP_CUDA_ARCH = (
     "CUDA architectures to compile .cu sources for, e.g. 90 or '80;90' (default: the GPU's own, "
     "else 75)"
 )
+HELP_PCH = (
+    "auto: compile C++ sources that include the tvm-ffi headers first with a precompiled header "
+    "of them (default); off: never"
+)
 HELP_CUDA_DEVICE = "the CUDA device index that the orcjit_cuda_device fixture gives (default: 0)"
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, timeout=None, isolation=None): "
@@ -61,6 +65,9 @@ MSG_DIRECTORY = (
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
 
 ISOLATIONS = ("fork", "none")
+PCH_MODES = ("auto", "off")
+CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
+"""Options whose command-line values argparse checks itself."""
 MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
@@ -76,6 +83,7 @@ OPTIONS = (
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("pch", HELP_PCH, "string"),
     ("nvcc", HELP_NVCC, "string"),
     ("nvcc_flags", HELP_NVCC_FLAGS, "string"),
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
@@ -91,8 +99,8 @@ def addoptions(parser: pytest.Parser) -> None:
         if name == "sources":
             group.addoption(flag, dest="orcjit_sources", nargs="+", action="extend",
                             metavar="GLOB", help=text)  # fmt: skip
-        elif name == "isolation":
-            group.addoption(flag, dest="orcjit_isolation", choices=ISOLATIONS, help=text)
+        elif name in CHOICES:
+            group.addoption(flag, dest=f"orcjit_{name}", choices=CHOICES[name], help=text)
         else:
             metavars = {"jobs": "N", "timeout": "SECONDS", "cflags": "FLAGS", "nvcc_flags": "FLAGS"}
             metavar = metavars.get(name, name.upper())
@@ -125,6 +133,7 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    pch: bool
     nvcc: Picked
     nvcc_flags: tuple[str, ...]
     cuda_archs: tuple[str, ...] | None
@@ -186,6 +195,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        pch=parse_pch(pick(config, "pch")),
         nvcc=pick(config, "nvcc"),
         nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
@@ -288,6 +298,13 @@ def parse_isolation(picked: Picked, default: str) -> str:
     if picked.value is None:
         return default
     return str(_check(picked, picked.value, "isolation", lambda v: v in ISOLATIONS, "fork or none"))
+
+
+def parse_pch(picked: Picked) -> bool:
+    """Whether to use precompiled headers: ``auto`` (default) or ``off``."""
+    if picked.value is None:
+        return True
+    return _check(picked, picked.value, "pch", PCH_MODES.__contains__, "auto or off") == "auto"
 
 
 def parse_timeout(picked: Picked) -> float | None:
