@@ -12,12 +12,8 @@ test run forks afterwards). Usable without pytest::
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import time
 import warnings
@@ -29,6 +25,8 @@ from pathlib import Path
 
 from . import pch
 from .cache import CacheWarning, ObjectCache
+from .cuda import CudaToolchain
+from .toolchain import Compiler, CompilerNotFound, find_cc, find_cxx
 
 DEFAULT_STD = "c++20"
 """TVM-FFI exports written as lambdas (``TVM_FFI_DLL_EXPORT_TYPED_FUNC``) need C++20."""
@@ -40,10 +38,6 @@ OBJECT_SUFFIXES = (".o",)
 """Objects listed as sources are used as they are, without compiling."""
 
 
-class CompilerNotFound(Exception):
-    """The chosen compiler cannot be run; the message says which and why."""
-
-
 class CompileError(Exception):
     """A source failed to compile; ``diagnostics`` holds the compiler's output."""
 
@@ -53,68 +47,6 @@ class CompileError(Exception):
         """``what`` names the source in the message where its path alone would not (source text)."""
         self.source, self.command, self.diagnostics = source, list(command), diagnostics
         super().__init__(f"compiling {what or source} failed:\n{diagnostics}")
-
-
-@dataclass(frozen=True)
-class Compiler:
-    """A compiler command (``["ccache", "clang++"]`` is fine) and its identity."""
-
-    command: tuple[str, ...]
-    version: str
-    """The first line of ``--version``, for reports."""
-    identity: str
-    """Resolved path and the full ``--version`` output: part of every cache key."""
-
-    @classmethod
-    def probe(cls, command: str | Sequence[str], state_dir: Path | None = None) -> Compiler:
-        """Resolve ``command`` on PATH and read its version, or raise CompilerNotFound.
-
-        With ``state_dir``, the version output is remembered there per resolved
-        path, size and modification time, so a warm run starts no compiler.
-        """
-        argv = shlex.split(command) if isinstance(command, str) else list(command)
-        exe = shutil.which(argv[0]) if argv else None
-        if exe is None:
-            raise CompilerNotFound(f"{shlex.join(argv) or '(empty)'!r} is not found on PATH")
-        real = os.path.realpath(exe)
-        stat = os.stat(real)
-        memo_key = f"{shlex.join([real, *argv[1:]])} {stat.st_size} {stat.st_mtime_ns}"
-        memo = _read_json(state_dir / "compilers.json") if state_dir else {}
-        output = memo.get(memo_key)
-        if not isinstance(output, str):
-            output = _version_output([exe, *argv[1:]])
-            if state_dir is not None:
-                memo[memo_key] = output
-                ObjectCache(state_dir)._write_atomic(
-                    state_dir / "compilers.json", json.dumps(memo).encode()
-                )
-        first = output.strip().splitlines()[0] if output.strip() else "unknown version"
-        return cls((exe, *argv[1:]), first, f"{real}\n{output}")
-
-
-def find_cxx(explicit: str | None = None) -> str:
-    """The C++ compiler: ``explicit``, else ``$CXX``, else the newest clang++ on PATH, else g++."""
-    if explicit:
-        return explicit
-    if os.environ.get("CXX"):
-        return os.environ["CXX"]
-    ranked = sorted(_clangs_on_path(), key=lambda found: found[0])
-    return ranked[-1][1] if ranked else "g++"
-
-
-def find_cc(cxx: str, explicit: str | None = None) -> str:
-    """The C compiler: ``explicit``, else ``$CC``, else the C twin of ``cxx``."""
-    if explicit:
-        return explicit
-    if os.environ.get("CC"):
-        return os.environ["CC"]
-    argv = shlex.split(cxx)
-    head, name = os.path.split(argv[-1])
-    for cxx_part, c_part in (("clang++", "clang"), ("g++", "gcc"), ("c++", "cc")):
-        twin = os.path.join(head, name.replace(cxx_part, c_part, 1))
-        if cxx_part in name and shutil.which(twin):
-            return shlex.join([*argv[:-1], twin])
-    return cxx  # a C++ driver compiles C too, told so with -x c
 
 
 def include_flags() -> list[str]:
@@ -296,61 +228,6 @@ class Builder:
         return parse_depfile(Path(f"{output}.d").read_text())
 
 
-class CudaToolchain:
-    """nvcc, probed on first use (a run without ``.cu`` sources never looks for it).
-
-    ``nvcc`` is the command (None: :func:`pytest_orcjit.cuda.find_nvcc`),
-    ``archs`` the architectures (None: the GPU's own, else the default of
-    :mod:`pytest_orcjit.cuda`), ``extra`` flags for every ``.cu`` compile.
-    """
-
-    def __init__(
-        self,
-        nvcc: str | None = None,
-        archs: Sequence[str] | None = None,
-        extra: Sequence[str] = (),
-        state_dir: Path | None = None,
-    ) -> None:
-        self._nvcc, self._archs, self.extra = nvcc, tuple(archs or ()), tuple(extra)
-        self._state_dir = state_dir
-        self._compiler: Compiler | None = None
-        self._error: CompilerNotFound | None = None
-
-    def compiler(self) -> Compiler:
-        """The probed nvcc; raises CompilerNotFound, with a message naming the option."""
-        from . import cuda
-
-        if self._compiler is None and self._error is None:
-            command = cuda.find_nvcc(self._nvcc)
-            try:
-                if command is None:
-                    raise CompilerNotFound(cuda.MSG_NO_NVCC.format(origins=cuda.NVCC_ORIGINS))
-                self._compiler = Compiler.probe(command, self._state_dir)
-            except CompilerNotFound as err:
-                self._error = CompilerNotFound(
-                    f"{err}; choose nvcc with --orcjit-nvcc (ini orcjit_nvcc)"
-                    if "--orcjit-nvcc" not in str(err) else str(err)
-                )  # fmt: skip
-        if self._error is not None:
-            raise self._error
-        assert self._compiler is not None
-        return self._compiler
-
-    def archs(self) -> tuple[str, ...]:
-        """The architectures compiled for."""
-        from . import cuda
-
-        if not self._archs:
-            self._archs = cuda.gpu_archs() or cuda.DEFAULT_ARCHS
-        return self._archs
-
-    def flags(self) -> list[str]:
-        """The architecture flags and the extra flags."""
-        from . import cuda
-
-        return [*cuda.gencode_flags(self.archs()), *self.extra]
-
-
 def parse_depfile(text: str) -> list[Path]:
     """The prerequisites of a make-style depfile (``out.o: a.cc b.h \\``)."""
     joined = text.replace("\\\n", " ")
@@ -358,38 +235,6 @@ def parse_depfile(text: str) -> list[Path]:
     words = re.findall(r"(?:\\.|[^\s\\])+", prerequisites)
     paths = [re.sub(r"\\(.)", r"\1", word).replace("$$", "$") for word in words]
     return [Path(path).resolve() for path in dict.fromkeys(paths)]
-
-
-def _clangs_on_path() -> Iterable[tuple[int, str]]:
-    """(major version, name) of every ``clang++``/``clang++-NN`` on PATH."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        with contextlib.suppress(OSError), os.scandir(folder or ".") as entries:
-            for entry in entries:
-                match = re.fullmatch(r"clang\+\+(?:-(\d+))?", entry.name)
-                if match and os.access(entry.path, os.X_OK):
-                    # a bare clang++ usually links to .../llvm-NN/bin/clang
-                    target = re.search(r"(?:llvm|clang)-(\d+)", os.path.realpath(entry.path))
-                    major = match.group(1) or (target.group(1) if target else "0")
-                    yield int(major), entry.name
-
-
-def _version_output(argv: list[str]) -> str:
-    try:
-        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise CompilerNotFound(f"{shlex.join(argv)!r} cannot be run: {err}") from err
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()
-        raise CompilerNotFound(f"'{shlex.join(argv)} --version' exited {done.returncode}: {detail}")
-    return done.stdout
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 __all__ = [

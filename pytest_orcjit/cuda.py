@@ -22,6 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .toolchain import Compiler, CompilerNotFound
+
 DEFAULT_ARCHS = ("75",)
 """Where no GPU is seen: the oldest architecture CUDA 13 compiles for. The fatbin
 then holds sm_75 code and compute_75 PTX, which the driver compiles for newer GPUs."""
@@ -140,6 +142,56 @@ def device_status(device: int = 0) -> tuple[bool, str]:
     if device >= count.value:
         return False, f"device {device} asked for, {count.value} present"
     return True, ""
+
+
+class CudaToolchain:
+    """nvcc, probed on first use (a run without ``.cu`` sources never looks for it).
+
+    ``nvcc`` is the command (None: :func:`pytest_orcjit.find_nvcc`),
+    ``archs`` the architectures (None: the GPU's own, else the default of
+    :mod:`pytest_orcjit.cuda`), ``extra`` flags for every ``.cu`` compile.
+    """
+
+    def __init__(
+        self,
+        nvcc: str | None = None,
+        archs: Sequence[str] | None = None,
+        extra: Sequence[str] = (),
+        state_dir: Path | None = None,
+        launcher: Sequence[str] = (),
+    ) -> None:
+        self._nvcc, self._archs, self.extra = nvcc, tuple(archs or ()), tuple(extra)
+        self._state_dir, self._launcher = state_dir, tuple(launcher)
+        self._compiler: Compiler | None = None
+        self._error: CompilerNotFound | None = None
+
+    def compiler(self) -> Compiler:
+        """The probed nvcc; raises CompilerNotFound, with a message naming the option."""
+        if self._compiler is None and self._error is None:
+            command = find_nvcc(self._nvcc)
+            try:
+                if command is None:
+                    raise CompilerNotFound(MSG_NO_NVCC.format(origins=NVCC_ORIGINS))
+                self._compiler = Compiler.probe(command, self._state_dir, self._launcher)
+            except CompilerNotFound as err:
+                self._error = CompilerNotFound(
+                    f"{err}; choose nvcc with --orcjit-nvcc (ini orcjit_nvcc)"
+                    if "--orcjit-nvcc" not in str(err) else str(err)
+                )  # fmt: skip
+        if self._error is not None:
+            raise self._error
+        assert self._compiler is not None
+        return self._compiler
+
+    def archs(self) -> tuple[str, ...]:
+        """The architectures compiled for."""
+        if not self._archs:
+            self._archs = gpu_archs() or DEFAULT_ARCHS
+        return self._archs
+
+    def flags(self) -> list[str]:
+        """The architecture flags and the extra flags."""
+        return [*gencode_flags(self.archs()), *self.extra]
 
 
 def _in_nvidia_packages(pattern: str) -> list[str]:

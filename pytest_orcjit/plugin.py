@@ -361,11 +361,11 @@ def builder(config: pytest.Config) -> Builder:
     if state.builder is None:
         s = state.settings
         cache_dir = _cache_dir(config)
-        cxx = _probe(s.cxx.value or find_cxx(), s.cxx.origin, "C++", "cxx", cache_dir)
-        cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.command[0]}"
-        cc_command = find_cc(shlex.join(cxx.command), s.cc.value)
-        cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
-        cuda = CudaToolchain(s.nvcc.value, s.cuda_archs, s.nvcc_flags, cache_dir)
+        probe = functools.partial(_probe, cache_dir=cache_dir, launcher=s.launcher)
+        cxx = probe(s.cxx.value or find_cxx(), s.cxx.origin, "C++", "cxx")
+        cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.driver[0]}"
+        cc = probe(find_cc(shlex.join(cxx.driver), s.cc.value), cc_origin, "C", "cc")
+        cuda = CudaToolchain(s.nvcc.value, s.cuda_archs, s.nvcc_flags, cache_dir, s.launcher)
         state.builder = Builder(
             cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda, use_pch=s.pch
         )
@@ -400,9 +400,11 @@ def prepare_fork(config: pytest.Config) -> None:
         state.generation += 1
 
 
-def _probe(command: str, origin: str, kind: str, name: str, cache_dir: Path) -> Compiler:
+def _probe(
+    command: str, origin: str, kind: str, name: str, cache_dir: Path, launcher: Sequence[str]
+) -> Compiler:
     try:
-        return Compiler.probe(command, cache_dir)
+        return Compiler.probe(command, cache_dir, launcher)
     except CompilerNotFound as err:
         flag, ini = f"--orcjit-{name}", f"orcjit_{name}"
         raise pytest.UsageError(

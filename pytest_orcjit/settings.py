@@ -43,6 +43,10 @@ HELP_CUDA_ARCH = (
     "CUDA architectures to compile .cu sources for, e.g. 90 or '80;90' (default: the GPU's own, "
     "else 75)"
 )
+HELP_LAUNCHER = (
+    "a command that runs every compile, given the compiler command: sccache or ccache to share "
+    "compiles across machines (default: none)"
+)
 HELP_PCH = (
     "auto: compile C++ sources that include the tvm-ffi headers first with a precompiled header "
     "of them (default); off: never"
@@ -83,6 +87,7 @@ OPTIONS = (
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("launcher", HELP_LAUNCHER, "string"),
     ("pch", HELP_PCH, "string"),
     ("nvcc", HELP_NVCC, "string"),
     ("nvcc_flags", HELP_NVCC_FLAGS, "string"),
@@ -133,6 +138,7 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    launcher: tuple[str, ...]
     pch: bool
     nvcc: Picked
     nvcc_flags: tuple[str, ...]
@@ -195,6 +201,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        launcher=split_flags(pick(config, "launcher"), "launcher"),
         pch=parse_pch(pick(config, "pch")),
         nvcc=pick(config, "nvcc"),
         nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),

@@ -30,7 +30,7 @@ def test_help_lists_every_option_and_ini_twin(project: Project) -> None:
     result = project.pytester.runpytest("--help")
     # Each option and its ini twin appear, with the same help text.
     for name, text, _ in settings.OPTIONS:
-        result.stdout.fnmatch_lines([f"*--orcjit-{name}*", f"*orcjit_{name} (*"])
+        result.stdout.fnmatch_lines([f"*{settings.cli_flag(name)}*", f"*orcjit_{name} (*"])
         assert result.stdout.str().count(text[:30]) >= 2, name
 
 
