@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 import warnings
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from . import pch
 from .cache import CacheWarning, ObjectCache
@@ -46,6 +48,7 @@ class CompileError(Exception):
     ) -> None:
         """``what`` names the source in the message where its path alone would not (source text)."""
         self.source, self.command, self.diagnostics = source, list(command), diagnostics
+        self.what = what
         super().__init__(f"compiling {what or source} failed:\n{diagnostics}")
 
 
@@ -106,18 +109,40 @@ class Outcome:
 
 @dataclass
 class Stats:
-    """Counters for the terminal summary."""
+    """What a run compiled, reused and failed to compile, for the terminal summary.
 
-    compiled: int = 0
-    reused: int = 0
-    failed: int = 0
+    Objects are counted by their cache path (failures by source and flags), so
+    that adding up the stats of processes that share a cache (pytest-xdist
+    workers, forked tests) counts each object once: one compiled by a worker
+    and reused by another counts as compiled.
+    """
+
+    compiled: set[str] = field(default_factory=set)
+    reused: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
     def add(self, other: Stats) -> None:
-        self.compiled += other.compiled
-        self.reused += other.reused
-        self.failed += other.failed
+        self.compiled |= other.compiled
+        self.reused |= other.reused
+        self.failed |= other.failed
         self.seconds = max(self.seconds, other.seconds)  # parallel workers: the longest
+
+    def counts(self) -> tuple[int, int, int]:
+        """(compiled, reused, failed), each object once."""
+        return len(self.compiled), len(self.reused - self.compiled), len(self.failed)
+
+    def to_json(self) -> dict[str, object]:
+        return {key: sorted(getattr(self, key)) for key in ("compiled", "reused", "failed")} | {
+            "seconds": self.seconds
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Stats:
+        compiled, reused, failed = (
+            set(data.get(key) or ()) for key in ("compiled", "reused", "failed")
+        )
+        return cls(compiled, reused, failed, float(data.get("seconds") or 0.0))
 
 
 class Builder:
@@ -146,8 +171,9 @@ class Builder:
 
     def compile(self, source: str | os.PathLike[str], flags: Sequence[str] = ()) -> Path:
         """Compile one source (cached) and return the object path; raise CompileError."""
-        outcome = self._run(Unit(Path(source).resolve(), tuple(flags)))
-        self._count([outcome])
+        unit = Unit(Path(source).resolve(), tuple(flags))
+        outcome = self._run(unit)
+        self._count({unit: outcome})
         for note in outcome.notes:
             warnings.warn(note, CacheWarning, stacklevel=2)
         if outcome.error is not None:
@@ -176,7 +202,7 @@ class Builder:
             outcomes = dict(zip(todo, pool.map(self._run, todo)))
         if todo:
             self.stats.seconds += time.monotonic() - start
-        self._count(outcomes.values())
+        self._count(outcomes)
         return outcomes
 
     def command(self, unit: Unit, output: Path) -> list[str]:
@@ -194,12 +220,14 @@ class Builder:
                 front += self.pch.flags(self.cxx, front, self._tvm_ffi)
         return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
-    def _count(self, outcomes: Iterable[Outcome]) -> None:
-        for outcome in outcomes:
+    def _count(self, outcomes: dict[Unit, Outcome]) -> None:
+        for unit, outcome in outcomes.items():
             if outcome.error is not None:
-                self.stats.failed += 1
-            self.stats.compiled += outcome.built
-            self.stats.reused += outcome.reused
+                self.stats.failed.add(shlex.join([str(unit.source), *unit.flags]))
+            elif outcome.built:
+                self.stats.compiled.add(str(outcome.object))
+            elif outcome.reused:
+                self.stats.reused.add(str(outcome.object))
 
     def _run(self, unit: Unit) -> Outcome:
         language = language_of(unit.source)

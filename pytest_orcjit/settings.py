@@ -27,7 +27,10 @@ HELP_SOURCES = (
 )
 HELP_CXX = "C++ compiler (default: $CXX, else the newest clang++/clang++-NN on PATH, else g++)"
 HELP_CC = "C compiler for .c sources (default: $CC, else the C twin of the C++ compiler)"
-HELP_CFLAGS = "extra compiler flags for every source, one shell-quoted string (default: none)"
+HELP_CFLAGS = (
+    "extra compiler flags for every source: one shell-quoted string, or a list in pyproject.toml "
+    "(default: none)"
+)
 HELP_STD = f"-std= for C++ sources (default: {DEFAULT_STD}); C sources get no -std"
 HELP_JOBS = "number of parallel compiles (default: number of CPUs)"
 HELP_ISOLATION = (
@@ -66,31 +69,42 @@ MSG_DIRECTORY = (
     "orcjit: {origin} names the directory {glob!r}, not sources; give test paths before "
     "--orcjit-sources or write --orcjit-sources=GLOB"
 )
+MSG_SPACE_FORM = (
+    "orcjit: write {flag}={value} (with '='): pytest takes a separate value that names an "
+    "existing path for a test path when it picks the rootdir, before this plugin is loaded"
+)
+MSG_TIMEOUT_IN_PROCESS = (
+    "orcjit: {origin} sets a timeout, but tests run in-process ({isolation}): only forked "
+    "tests are timed out"
+)
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
 
 ISOLATIONS = ("fork", "none")
 PCH_MODES = ("auto", "off")
 CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
+PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
+"""Options whose value may be a path (which must follow '=' on the command line)."""
 MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
 
 # (name, help, ini type): --orcjit-<name> on the command line, orcjit_<name> in the ini file.
+# Flags are "args": a shell-quoted string in an ini file, a list of strings in pyproject.toml.
 OPTIONS = (
     ("sources", HELP_SOURCES, "linelist"),
     ("cxx", HELP_CXX, "string"),
     ("cc", HELP_CC, "string"),
-    ("cflags", HELP_CFLAGS, "string"),
+    ("cflags", HELP_CFLAGS, "args"),
     ("std", HELP_STD, "string"),
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
-    ("launcher", HELP_LAUNCHER, "string"),
+    ("launcher", HELP_LAUNCHER, "args"),
     ("pch", HELP_PCH, "string"),
     ("nvcc", HELP_NVCC, "string"),
-    ("nvcc_flags", HELP_NVCC_FLAGS, "string"),
+    ("nvcc_flags", HELP_NVCC_FLAGS, "args"),
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
 )
@@ -178,6 +192,7 @@ def pick(config: pytest.Config, name: str) -> Picked:
 
 def session_settings(config: pytest.Config) -> SessionSettings:
     """Resolve and validate the session settings; raise pytest.UsageError."""
+    check_space_form(config.invocation_params.args)
     try:
         return _session_settings(config)
     except ValueError as err:
@@ -208,6 +223,18 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
     )
+
+
+def check_space_form(args: Sequence[str]) -> None:
+    """Raise UsageError for ``--orcjit-cxx /path``: write ``--orcjit-cxx=/path``.
+
+    pytest picks the rootdir from the command line's test paths before plugins
+    load, and takes such a value, which names an existing file, for one.
+    """
+    takes_path = {cli_flag(name) for name in PATH_OPTIONS}
+    for flag, value in zip(args, args[1:]):
+        if flag in takes_path and not value.startswith("-") and os.path.exists(value):
+            raise pytest.UsageError(MSG_SPACE_FORM.format(flag=flag, value=value))
 
 
 def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
