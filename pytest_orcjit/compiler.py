@@ -12,12 +12,9 @@ test run forks afterwards). Usable without pytest::
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import time
 import warnings
@@ -26,20 +23,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+from . import pch
 from .cache import CacheWarning, ObjectCache
+from .cuda import CudaToolchain
+from .toolchain import Compiler, CompilerNotFound, find_cc, find_cxx
 
 DEFAULT_STD = "c++20"
 """TVM-FFI exports written as lambdas (``TVM_FFI_DLL_EXPORT_TYPED_FUNC``) need C++20."""
 
 C_SUFFIXES = (".c",)
 CXX_SUFFIXES = (".cc", ".cpp", ".cxx", ".c++", ".C")
+CUDA_SUFFIXES = (".cu",)
 OBJECT_SUFFIXES = (".o",)
 """Objects listed as sources are used as they are, without compiling."""
-
-
-class CompilerNotFound(Exception):
-    """The chosen compiler cannot be run; the message says which and why."""
 
 
 class CompileError(Exception):
@@ -50,69 +48,8 @@ class CompileError(Exception):
     ) -> None:
         """``what`` names the source in the message where its path alone would not (source text)."""
         self.source, self.command, self.diagnostics = source, list(command), diagnostics
+        self.what = what
         super().__init__(f"compiling {what or source} failed:\n{diagnostics}")
-
-
-@dataclass(frozen=True)
-class Compiler:
-    """A compiler command (``["ccache", "clang++"]`` is fine) and its identity."""
-
-    command: tuple[str, ...]
-    version: str
-    """The first line of ``--version``, for reports."""
-    identity: str
-    """Resolved path and the full ``--version`` output: part of every cache key."""
-
-    @classmethod
-    def probe(cls, command: str | Sequence[str], state_dir: Path | None = None) -> Compiler:
-        """Resolve ``command`` on PATH and read its version, or raise CompilerNotFound.
-
-        With ``state_dir``, the version output is remembered there per resolved
-        path, size and modification time, so a warm run starts no compiler.
-        """
-        argv = shlex.split(command) if isinstance(command, str) else list(command)
-        exe = shutil.which(argv[0]) if argv else None
-        if exe is None:
-            raise CompilerNotFound(f"{shlex.join(argv) or '(empty)'!r} is not found on PATH")
-        real = os.path.realpath(exe)
-        stat = os.stat(real)
-        memo_key = f"{shlex.join([real, *argv[1:]])} {stat.st_size} {stat.st_mtime_ns}"
-        memo = _read_json(state_dir / "compilers.json") if state_dir else {}
-        output = memo.get(memo_key)
-        if not isinstance(output, str):
-            output = _version_output([exe, *argv[1:]])
-            if state_dir is not None:
-                memo[memo_key] = output
-                ObjectCache(state_dir)._write_atomic(
-                    state_dir / "compilers.json", json.dumps(memo).encode()
-                )
-        first = output.strip().splitlines()[0] if output.strip() else "unknown version"
-        return cls((exe, *argv[1:]), first, f"{real}\n{output}")
-
-
-def find_cxx(explicit: str | None = None) -> str:
-    """The C++ compiler: ``explicit``, else ``$CXX``, else the newest clang++ on PATH, else g++."""
-    if explicit:
-        return explicit
-    if os.environ.get("CXX"):
-        return os.environ["CXX"]
-    ranked = sorted(_clangs_on_path(), key=lambda found: found[0])
-    return ranked[-1][1] if ranked else "g++"
-
-
-def find_cc(cxx: str, explicit: str | None = None) -> str:
-    """The C compiler: ``explicit``, else ``$CC``, else the C twin of ``cxx``."""
-    if explicit:
-        return explicit
-    if os.environ.get("CC"):
-        return os.environ["CC"]
-    argv = shlex.split(cxx)
-    head, name = os.path.split(argv[-1])
-    for cxx_part, c_part in (("clang++", "clang"), ("g++", "gcc"), ("c++", "cc")):
-        twin = os.path.join(head, name.replace(cxx_part, c_part, 1))
-        if cxx_part in name and shutil.which(twin):
-            return shlex.join([*argv[:-1], twin])
-    return cxx  # a C++ driver compiles C too, told so with -x c
 
 
 def include_flags() -> list[str]:
@@ -131,15 +68,21 @@ def tvm_ffi_version() -> str:
         return "unknown"
 
 
+LANGUAGE_SUFFIX = {"c": ".c", "c++": ".cc", "cuda": ".cu"}
+"""The suffix ``orcjit_compile`` gives source text of each language."""
+
+
 def language_of(source: Path) -> str:
-    """``"c"``, ``"c++"`` or ``"object"`` from the suffix; ValueError for others."""
+    """``"c"``, ``"c++"``, ``"cuda"`` or ``"object"`` from the suffix; ValueError for others."""
     if source.suffix in C_SUFFIXES:
         return "c"
     if source.suffix in CXX_SUFFIXES:
         return "c++"
+    if source.suffix in CUDA_SUFFIXES:
+        return "cuda"
     if source.suffix in OBJECT_SUFFIXES:
         return "object"
-    known = ", ".join((*C_SUFFIXES, *CXX_SUFFIXES, *OBJECT_SUFFIXES))
+    known = ", ".join((*C_SUFFIXES, *CXX_SUFFIXES, *CUDA_SUFFIXES, *OBJECT_SUFFIXES))
     raise ValueError(f"{source}: unknown source kind (expected one of {known})")
 
 
@@ -166,18 +109,40 @@ class Outcome:
 
 @dataclass
 class Stats:
-    """Counters for the terminal summary."""
+    """What a run compiled, reused and failed to compile, for the terminal summary.
 
-    compiled: int = 0
-    reused: int = 0
-    failed: int = 0
+    Objects are counted by their cache path (failures by source and flags), so
+    that adding up the stats of processes that share a cache (pytest-xdist
+    workers, forked tests) counts each object once: one compiled by a worker
+    and reused by another counts as compiled.
+    """
+
+    compiled: set[str] = field(default_factory=set)
+    reused: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
     def add(self, other: Stats) -> None:
-        self.compiled += other.compiled
-        self.reused += other.reused
-        self.failed += other.failed
+        self.compiled |= other.compiled
+        self.reused |= other.reused
+        self.failed |= other.failed
         self.seconds = max(self.seconds, other.seconds)  # parallel workers: the longest
+
+    def counts(self) -> tuple[int, int, int]:
+        """(compiled, reused, failed), each object once."""
+        return len(self.compiled), len(self.reused - self.compiled), len(self.failed)
+
+    def to_json(self) -> dict[str, object]:
+        return {key: sorted(getattr(self, key)) for key in ("compiled", "reused", "failed")} | {
+            "seconds": self.seconds
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Stats:
+        compiled, reused, failed = (
+            set(data.get(key) or ()) for key in ("compiled", "reused", "failed")
+        )
+        return cls(compiled, reused, failed, float(data.get("seconds") or 0.0))
 
 
 class Builder:
@@ -191,18 +156,24 @@ class Builder:
         cc: Compiler | None = None,
         std: str = DEFAULT_STD,
         cflags: Sequence[str] = (),
+        cuda: CudaToolchain | None = None,
+        use_pch: bool = True,
     ) -> None:
+        """``use_pch``: compile eligible C++ sources with a PCH of the tvm-ffi headers (pch.py)."""
         self.cxx, self.cc = cxx, cc or cxx
         self.cache = ObjectCache(cache_dir)
         self.base = [*include_flags(), "-fPIC", *cflags]
         self.std = std
+        self.cuda = cuda or CudaToolchain()
+        self.pch = pch.PrecompiledHeaders(self.cache) if use_pch else None
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
 
     def compile(self, source: str | os.PathLike[str], flags: Sequence[str] = ()) -> Path:
         """Compile one source (cached) and return the object path; raise CompileError."""
-        outcome = self._run(Unit(Path(source).resolve(), tuple(flags)))
-        self._count([outcome])
+        unit = Unit(Path(source).resolve(), tuple(flags))
+        outcome = self._run(unit)
+        self._count({unit: outcome})
         for note in outcome.notes:
             warnings.warn(note, CacheWarning, stacklevel=2)
         if outcome.error is not None:
@@ -212,7 +183,10 @@ class Builder:
 
     def compile_text(self, text: str, flags: Sequence[str] = (), language: str = "c++") -> Path:
         """Compile source text (stored in the cache under its hash)."""
-        suffix = {"c": ".c", "c++": ".cc"}[language]
+        if language not in LANGUAGE_SUFFIX:
+            known = ", ".join(repr(name) for name in LANGUAGE_SUFFIX)
+            raise ValueError(f"unknown language {language!r}: one of {known}")
+        suffix = LANGUAGE_SUFFIX[language]
         source = self.cache.write_source(text, suffix)
         try:
             return self.compile(source, flags)
@@ -228,32 +202,41 @@ class Builder:
             outcomes = dict(zip(todo, pool.map(self._run, todo)))
         if todo:
             self.stats.seconds += time.monotonic() - start
-        self._count(outcomes.values())
+        self._count(outcomes)
         return outcomes
 
     def command(self, unit: Unit, output: Path) -> list[str]:
         """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
         lang = language_of(unit.source)
-        if lang == "c":
+        if lang == "cuda":
+            front = [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
+                     *include_flags(), *self.cuda.flags(), *unit.flags]  # fmt: skip
+        elif lang == "c":
             as_c = ["-x", "c"] if self.cc.command == self.cxx.command else []
-            front = [*self.cc.command, *as_c]
+            front = [*self.cc.command, *as_c, *self.base, *unit.flags]
         else:
-            front = [*self.cxx.command, f"-std={self.std}"]
-        depfile = f"{output}.d"
-        return [*front, *self.base, *unit.flags, "-MD", "-MF", depfile, "-c", str(unit.source),
-                "-o", str(output)]  # fmt: skip
+            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
+            if self.pch is not None and pch.eligible(unit.source):
+                front += self.pch.flags(self.cxx, front, self._tvm_ffi)
+        return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
-    def _count(self, outcomes: Iterable[Outcome]) -> None:
-        for outcome in outcomes:
+    def _count(self, outcomes: dict[Unit, Outcome]) -> None:
+        for unit, outcome in outcomes.items():
             if outcome.error is not None:
-                self.stats.failed += 1
-            self.stats.compiled += outcome.built
-            self.stats.reused += outcome.reused
+                self.stats.failed.add(shlex.join([str(unit.source), *unit.flags]))
+            elif outcome.built:
+                self.stats.compiled.add(str(outcome.object))
+            elif outcome.reused:
+                self.stats.reused.add(str(outcome.object))
 
     def _run(self, unit: Unit) -> Outcome:
-        if language_of(unit.source) == "object":
+        language = language_of(unit.source)
+        if language == "object":
             return Outcome(object=unit.source)
-        compiler = self.cc if language_of(unit.source) == "c" else self.cxx
+        try:
+            compiler = {"c": self.cc, "c++": self.cxx}.get(language) or self.cuda.compiler()
+        except CompilerNotFound as err:
+            return Outcome(error=CompileError(unit.source, [], str(err)))
         key = [*self.command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
         try:
             entry = self.cache.get(key, lambda out: self._compile_to(unit, out))
@@ -282,44 +265,13 @@ def parse_depfile(text: str) -> list[Path]:
     return [Path(path).resolve() for path in dict.fromkeys(paths)]
 
 
-def _clangs_on_path() -> Iterable[tuple[int, str]]:
-    """(major version, name) of every ``clang++``/``clang++-NN`` on PATH."""
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        with contextlib.suppress(OSError), os.scandir(folder or ".") as entries:
-            for entry in entries:
-                match = re.fullmatch(r"clang\+\+(?:-(\d+))?", entry.name)
-                if match and os.access(entry.path, os.X_OK):
-                    # a bare clang++ usually links to .../llvm-NN/bin/clang
-                    target = re.search(r"(?:llvm|clang)-(\d+)", os.path.realpath(entry.path))
-                    major = match.group(1) or (target.group(1) if target else "0")
-                    yield int(major), entry.name
-
-
-def _version_output(argv: list[str]) -> str:
-    try:
-        done = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise CompilerNotFound(f"{shlex.join(argv)!r} cannot be run: {err}") from err
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()
-        raise CompilerNotFound(f"'{shlex.join(argv)} --version' exited {done.returncode}: {detail}")
-    return done.stdout
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 __all__ = [
     "DEFAULT_STD",
     "Builder",
     "CompileError",
     "Compiler",
     "CompilerNotFound",
+    "CudaToolchain",
     "Outcome",
     "Stats",
     "Unit",

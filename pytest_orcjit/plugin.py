@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import shlex
+import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -32,8 +35,10 @@ from . import settings
 from .cache import CacheWarning
 from .compiler import (
     Builder,
+    CompileError,
     Compiler,
     CompilerNotFound,
+    CudaToolchain,
     Outcome,
     Stats,
     Unit,
@@ -51,13 +56,20 @@ MSG_NO_COMPILER = (
     "choose one with {flag} (ini {ini})"
 )
 MSG_COMPILE_FAILED = "orcjit: {source} failed to compile:\n{diagnostics}"
-MSG_HEADER = "orcjit: {compiler}, LLVM {llvm}, tvm-ffi {tvm_ffi}, {sources} sources"
+MSG_HEADER = "orcjit: {compiler}, LLVM {llvm}, tvm-ffi {tvm_ffi}, {sources} orcjit_sources"
 MSG_HEADER_NO_COMPILER = "compiler chosen on first compile"
 MSG_SUMMARY = (
     "orcjit: compiled {compiled}, reused {reused} from cache{failed}, "
     "compile wall time {seconds:.2f}s"
 )
 MSG_NO_CORE = "unavailable ({error}: native core not loaded)"
+MSG_COMPILE_FAILED_AGAIN = (
+    "orcjit: {source} failed to compile (its diagnostics are in the error of {first})"
+)
+MSG_NO_SOURCES = (
+    "no sources are configured (orcjit_sources is empty and the test has no orcjit marker with "
+    "sources=...): set orcjit_sources in the ini file or --orcjit-sources"
+)
 
 
 @dataclass
@@ -75,6 +87,14 @@ class State:
     warning_filters: list[Any] = field(default_factory=list)
     """The warning filters outside any test, which forked tests start from."""
     forked: bool = False
+    pid: int = field(default_factory=os.getpid)
+    """The pytest process: a forked test's child has another pid."""
+    children_stats: Path | None = None
+    """Where forked tests append what their ``orcjit_compile`` calls compiled."""
+    temporary_cache: Path | None = None
+    """The cache directory made for a run without pytest's cache (removed at its end)."""
+    failures_shown: dict[Unit, str] = field(default_factory=dict)
+    """The test whose error shows a source's compile diagnostics; the others point to it."""
 
 
 STATE = pytest.StashKey[State]()
@@ -95,6 +115,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
+    timeout = settings.pick(config, "timeout")
+    if state.settings.timeout and state.settings.isolation == "none":
+        isolation = settings.pick(config, "isolation").origin
+        message = settings.MSG_TIMEOUT_IN_PROCESS.format(origin=timeout.origin, isolation=isolation)
+        config.issue_config_time_warning(pytest.PytestConfigWarning(message), stacklevel=2)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -114,8 +139,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Compile, in parallel, every unit the selected tests need (not for --collect-only)."""
-    if session.config.option.collectonly:
+    """Compile, in parallel, every unit the selected tests need (not to list tests or fixtures)."""
+    option = session.config.option
+    if option.collectonly or option.showfixtures or option.show_fixtures_per_test:
         return
     units = [unit for item in session.items for unit in units_of(item)]
     if units:
@@ -139,6 +165,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     from . import isolation
 
     state.forked = True
+    if state.children_stats is None:
+        fd, name = tempfile.mkstemp(prefix="pytest-orcjit-stats-")
+        os.close(fd)
+        state.children_stats = Path(name)
     backtraced = isolation.run_forked(
         item, nextitem, resolved.timeout, state.generation, state.warning_filters, warm
     )
@@ -159,8 +189,11 @@ def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
     fixtures = getattr(item, "fixturenames", ())
     objects: list[Path] = []
     if "orcjit_objects" in fixtures:
-        outcomes = compile_units(item.config, units_of(item)).values()
-        objects = [outcome.object for outcome in outcomes if outcome.object is not None]
+        outcomes = compile_units(item.config, units_of(item))
+        for unit, outcome in outcomes.items():
+            if outcome.error is not None:
+                show_failure(item, unit)  # the child learns which test shows the diagnostics
+        objects = [o.object for o in outcomes.values() if o.object is not None]
     if "orcjit_session" not in fixtures:
         return None
     try:
@@ -195,11 +228,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.fail(resolved, pytrace=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that asked an empty ``orcjit_lib`` for a function learns why it is empty."""
+    report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, AttributeError) and "none of its objects (none)" in str(error):
+        resolved = item_settings(item)
+        if not isinstance(resolved, str) and not resolved.sources:
+            report.sections.append(("orcjit", MSG_NO_SOURCES))
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     state = session.config.stash.get(STATE, None)
-    if workeroutput is not None and state is not None and state.builder is not None:
-        workeroutput["orcjit_stats"] = asdict(state.builder.stats)
+    if workeroutput is not None and state is not None:
+        workeroutput["orcjit_stats"] = run_stats(state).to_json()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -207,20 +252,19 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     """pytest-xdist: add a worker's compile counters to the controller's."""
     stats = getattr(node, "workeroutput", {}).get("orcjit_stats")
     if stats:
-        node.config.stash[STATE].worker_stats.add(Stats(**stats))
+        node.config.stash[STATE].worker_stats.add(Stats.from_json(stats))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     state = config.stash[STATE]
-    stats = Stats()
+    stats = run_stats(state)
     stats.add(state.worker_stats)
-    if state.builder is not None:
-        stats.add(state.builder.stats)
-    if stats.compiled or stats.reused or stats.failed:
-        failed = f", {stats.failed} failed" if stats.failed else ""
+    compiled, reused, failed = stats.counts()
+    if compiled or reused or failed:
+        failures = f", {failed} failed" if failed else ""
         terminalreporter.write_line(
             MSG_SUMMARY.format(
-                compiled=stats.compiled, reused=stats.reused, failed=failed, seconds=stats.seconds
+                compiled=compiled, reused=reused, failed=failures, seconds=stats.seconds
             )
         )
 
@@ -234,6 +278,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if state is not None and state.session is not None:
         state.session.close()
         state.session = None
+    if state is not None and os.getpid() == state.pid:
+        for path in (state.children_stats, state.temporary_cache):
+            if path is not None and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path is not None:
+                path.unlink(missing_ok=True)
 
 
 # Fixtures: thin wrappers over the public API and the Builder.
@@ -253,10 +303,13 @@ def orcjit_objects(request: pytest.FixtureRequest) -> list[Path]:
     for unit, outcome in outcomes.items():
         if outcome.error is not None:
             source = _relative(unit.source, item.config.rootpath)
-            diagnostics = outcome.error.diagnostics
-            pytest.fail(
-                MSG_COMPILE_FAILED.format(source=source, diagnostics=diagnostics), pytrace=False
+            first = show_failure(item, unit)
+            message = (
+                MSG_COMPILE_FAILED.format(source=source, diagnostics=outcome.error.diagnostics)
+                if first == item.nodeid
+                else MSG_COMPILE_FAILED_AGAIN.format(source=source, first=first)
             )
+            pytest.fail(message, pytrace=False)
     return [outcome.object for outcome in outcomes.values() if outcome.object is not None]
 
 
@@ -273,28 +326,57 @@ def orcjit_lib(
 
 
 @pytest.fixture
+def orcjit_cuda_device(pytestconfig: pytest.Config) -> int:
+    """The CUDA device index (``--orcjit-cuda-device``, default 0); SKIPPED where there is none.
+
+    Asks the CUDA runtime, so CUDA is initialised where the test runs: in its
+    forked child by default, never in the pytest process (a child cannot use
+    a CUDA context it inherits). Under ``--orcjit-isolation=none`` the pytest
+    process itself initialises CUDA.
+    """
+    from . import cuda
+
+    device = pytestconfig.stash[STATE].settings.cuda_device
+    usable, reason = cuda.device_status(device)
+    if not usable:
+        pytest.skip(cuda.MSG_NO_DEVICE.format(reason=reason))
+    return device
+
+
+@pytest.fixture
 def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
     """``orcjit_compile(path_or_source_text, cflags=(), language="c++") -> object path``.
 
-    A string containing a newline is source text; anything else is a path,
-    relative to the test file's directory. Cached like every other compile;
+    A string containing a newline is source text (``language`` is ``"c++"``,
+    ``"c"`` or ``"cuda"``); anything else is a path, relative to the test
+    file's directory. Cached like every other compile;
     raises ``pytest_orcjit.compiler.CompileError`` with the diagnostics.
     """
     config, base = request.config, request.node.path.parent
 
     def compile_one(source: Any, cflags: Sequence[str] = (), language: str = "c++") -> Path:
+        __tracebackhide__ = True  # a failed compile shows the test's line, then the diagnostics
         flags = settings.split_flags(
             settings.Picked(cflags, "orcjit_compile(cflags=...)"), "cflags"
         )
-        if isinstance(source, str) and "\n" in source:
-            return builder(config).compile_text(source, flags, language)
-        path = base / source
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"orcjit_compile: no such source file {path}; a path is relative to the test "
-                "file's directory, and source text must span lines (contain a newline)"
-            )
-        return builder(config).compile(path, flags)
+        state, built = config.stash[STATE], builder(config)
+        before = Stats()
+        before.add(built.stats)
+        try:
+            if isinstance(source, str) and "\n" in source:
+                return built.compile_text(source, flags, language)
+            path = base / source
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"orcjit_compile: no such source file {path}; a path is relative to the test "
+                    "file's directory, and source text must span lines (contain a newline)"
+                )
+            return built.compile(path, flags)
+        except CompileError as err:
+            raise CompileError(err.source, err.command, err.diagnostics, err.what) from None
+        finally:
+            if os.getpid() != state.pid:  # a forked test: tell the pytest process what it did
+                _report_child_stats(state, built.stats, before)
 
     return compile_one
 
@@ -341,11 +423,14 @@ def builder(config: pytest.Config) -> Builder:
     if state.builder is None:
         s = state.settings
         cache_dir = _cache_dir(config)
-        cxx = _probe(s.cxx.value or find_cxx(), s.cxx.origin, "C++", "cxx", cache_dir)
-        cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.command[0]}"
-        cc_command = find_cc(shlex.join(cxx.command), s.cc.value)
-        cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
-        state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags)
+        probe = functools.partial(_probe, cache_dir=cache_dir, launcher=s.launcher)
+        cxx = probe(s.cxx.value or find_cxx(), s.cxx.origin, "C++", "cxx")
+        cc_origin = s.cc.origin if s.cc.value else f"the C twin of {cxx.driver[0]}"
+        cc = probe(find_cc(shlex.join(cxx.driver), s.cc.value), cc_origin, "C", "cc")
+        cuda = CudaToolchain(s.nvcc.value, s.cuda_archs, s.nvcc_flags, cache_dir, s.launcher)
+        state.builder = Builder(
+            cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda, use_pch=s.pch
+        )
     return state.builder
 
 
@@ -358,6 +443,39 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
         state.session = create_session()
         state.generation += 1
     return state.session
+
+
+def show_failure(item: pytest.Item, unit: Unit) -> str:
+    """The test whose error shows ``unit``'s compile diagnostics: the first to ask."""
+    return item.config.stash[STATE].failures_shown.setdefault(unit, item.nodeid)
+
+
+def run_stats(state: State) -> Stats:
+    """What this process and its forked tests compiled, reused and failed to compile."""
+    stats = Stats()
+    if state.builder is not None:
+        stats.add(state.builder.stats)
+    if state.children_stats is not None and state.children_stats.exists():
+        for line in state.children_stats.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                stats.add(Stats.from_json(json.loads(line)))
+    return stats
+
+
+def _report_child_stats(state: State, stats: Stats, before: Stats) -> None:
+    """Append, for the pytest process, what a forked test's compile added to ``stats``."""
+    if state.children_stats is None:
+        return
+    added = Stats(
+        stats.compiled - before.compiled, stats.reused - before.reused, stats.failed - before.failed
+    )
+    line = json.dumps(added.to_json()) + "\n"
+    with contextlib.suppress(OSError):
+        fd = os.open(state.children_stats, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())  # one write: lines of concurrent children do not mix
+        finally:
+            os.close(fd)
 
 
 def prepare_fork(config: pytest.Config) -> None:
@@ -377,9 +495,11 @@ def prepare_fork(config: pytest.Config) -> None:
         state.generation += 1
 
 
-def _probe(command: str, origin: str, kind: str, name: str, cache_dir: Path) -> Compiler:
+def _probe(
+    command: str, origin: str, kind: str, name: str, cache_dir: Path, launcher: Sequence[str]
+) -> Compiler:
     try:
-        return Compiler.probe(command, cache_dir)
+        return Compiler.probe(command, cache_dir, launcher)
     except CompilerNotFound as err:
         flag, ini = f"--orcjit-{name}", f"orcjit_{name}"
         raise pytest.UsageError(
@@ -393,7 +513,10 @@ def _cache_dir(config: pytest.Config) -> Path:
     cache = getattr(config, "cache", None)
     if cache is not None:  # cleared by --cache-clear along with the rest of the cache
         return Path(cache.mkdir("orcjit"))
-    return Path(tempfile.mkdtemp(prefix="pytest-orcjit-"))  # -p no:cacheprovider
+    state = config.stash[STATE]
+    if state.temporary_cache is None:  # -p no:cacheprovider: removed at the end of the run
+        state.temporary_cache = Path(tempfile.mkdtemp(prefix="pytest-orcjit-"))
+    return state.temporary_cache
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -27,13 +27,34 @@ HELP_SOURCES = (
 )
 HELP_CXX = "C++ compiler (default: $CXX, else the newest clang++/clang++-NN on PATH, else g++)"
 HELP_CC = "C compiler for .c sources (default: $CC, else the C twin of the C++ compiler)"
-HELP_CFLAGS = "extra compiler flags for every source, one shell-quoted string (default: none)"
+HELP_CFLAGS = (
+    "extra compiler flags for every source: one shell-quoted string, or a list in pyproject.toml "
+    "(default: none)"
+)
 HELP_STD = f"-std= for C++ sources (default: {DEFAULT_STD}); C sources get no -std"
 HELP_JOBS = "number of parallel compiles (default: number of CPUs)"
 HELP_ISOLATION = (
     "fork: run each test that uses orcjit in a forked child (default); none: run in-process"
 )
 HELP_TIMEOUT = "kill a forked test after SECONDS and fail it (default: none; 0 = none)"
+HELP_NVCC = (
+    "nvcc for .cu sources (default: $CUDA_HOME/bin/nvcc, else nvcc on PATH, else the "
+    "nvidia-cuda-nvcc package's)"
+)
+HELP_NVCC_FLAGS = "extra nvcc flags for every .cu source, one shell-quoted string (default: none)"
+HELP_CUDA_ARCH = (
+    "CUDA architectures to compile .cu sources for, e.g. 90 or '80;90' (default: the GPU's own, "
+    "else 75)"
+)
+HELP_LAUNCHER = (
+    "a command that runs every compile, given the compiler command: sccache or ccache to share "
+    "compiles across machines (default: none)"
+)
+HELP_PCH = (
+    "auto: compile C++ sources that include the tvm-ffi headers first with a precompiled header "
+    "of them (default); off: never"
+)
+HELP_CUDA_DEVICE = "the CUDA device index that the orcjit_cuda_device fixture gives (default: 0)"
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, timeout=None, isolation=None): "
     "the test's library holds exactly these sources (relative to the test file's "
@@ -48,22 +69,44 @@ MSG_DIRECTORY = (
     "orcjit: {origin} names the directory {glob!r}, not sources; give test paths before "
     "--orcjit-sources or write --orcjit-sources=GLOB"
 )
+MSG_SPACE_FORM = (
+    "orcjit: write {flag}={value} (with '='): pytest takes a separate value that names an "
+    "existing path for a test path when it picks the rootdir, before this plugin is loaded"
+)
+MSG_TIMEOUT_IN_PROCESS = (
+    "orcjit: {origin} sets a timeout, but tests run in-process ({isolation}): only forked "
+    "tests are timed out"
+)
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
 
 ISOLATIONS = ("fork", "none")
+PCH_MODES = ("auto", "off")
+CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
+"""Options whose command-line values argparse checks itself."""
+PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
+"""Options whose value may be a path (which must follow '=' on the command line)."""
 MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
-ORCJIT_FIXTURES = frozenset({"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects"})
+ORCJIT_FIXTURES = frozenset(
+    {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
+)
 
 # (name, help, ini type): --orcjit-<name> on the command line, orcjit_<name> in the ini file.
+# Flags are "args": a shell-quoted string in an ini file, a list of strings in pyproject.toml.
 OPTIONS = (
     ("sources", HELP_SOURCES, "linelist"),
     ("cxx", HELP_CXX, "string"),
     ("cc", HELP_CC, "string"),
-    ("cflags", HELP_CFLAGS, "string"),
+    ("cflags", HELP_CFLAGS, "args"),
     ("std", HELP_STD, "string"),
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("launcher", HELP_LAUNCHER, "args"),
+    ("pch", HELP_PCH, "string"),
+    ("nvcc", HELP_NVCC, "string"),
+    ("nvcc_flags", HELP_NVCC_FLAGS, "args"),
+    ("cuda_arch", HELP_CUDA_ARCH, "string"),
+    ("cuda_device", HELP_CUDA_DEVICE, "string"),
 )
 
 
@@ -71,16 +114,22 @@ def addoptions(parser: pytest.Parser) -> None:
     """Register every option and its ini twin, sharing one help text."""
     group = parser.getgroup("orcjit", "compile kernels and load them with ORC JIT")
     for name, text, ini_type in OPTIONS:
-        flag = f"--orcjit-{name}"
+        flag = cli_flag(name)
         if name == "sources":
             group.addoption(flag, dest="orcjit_sources", nargs="+", action="extend",
                             metavar="GLOB", help=text)  # fmt: skip
-        elif name == "isolation":
-            group.addoption(flag, dest="orcjit_isolation", choices=ISOLATIONS, help=text)
+        elif name in CHOICES:
+            group.addoption(flag, dest=f"orcjit_{name}", choices=CHOICES[name], help=text)
         else:
-            metavar = {"jobs": "N", "timeout": "SECONDS", "cflags": "FLAGS"}.get(name, name.upper())
+            metavars = {"jobs": "N", "timeout": "SECONDS", "cflags": "FLAGS", "nvcc_flags": "FLAGS"}
+            metavar = metavars.get(name, name.upper())
             group.addoption(flag, dest=f"orcjit_{name}", metavar=metavar, help=text)
         parser.addini(f"orcjit_{name}", text, type=ini_type, default=None)  # type: ignore[arg-type]
+
+
+def cli_flag(name: str) -> str:
+    """``nvcc_flags`` -> ``--orcjit-nvcc-flags``."""
+    return "--orcjit-" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -103,6 +152,12 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    launcher: tuple[str, ...]
+    pch: bool
+    nvcc: Picked
+    nvcc_flags: tuple[str, ...]
+    cuda_archs: tuple[str, ...] | None
+    cuda_device: int
 
     @property
     def configured(self) -> bool:
@@ -128,7 +183,7 @@ def pick(config: pytest.Config, name: str) -> Picked:
     """The command-line value, else the ini value, else None from "default"."""
     value = config.getoption(f"orcjit_{name}")
     if value not in (None, [], ""):
-        return Picked(value, f"--orcjit-{name}")
+        return Picked(value, cli_flag(name))
     value = config.getini(f"orcjit_{name}")
     if value not in (None, [], ""):
         return Picked(value, f"ini orcjit_{name}")
@@ -137,6 +192,7 @@ def pick(config: pytest.Config, name: str) -> Picked:
 
 def session_settings(config: pytest.Config) -> SessionSettings:
     """Resolve and validate the session settings; raise pytest.UsageError."""
+    check_space_form(config.invocation_params.args)
     try:
         return _session_settings(config)
     except ValueError as err:
@@ -160,7 +216,25 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        launcher=split_flags(pick(config, "launcher"), "launcher"),
+        pch=parse_pch(pick(config, "pch")),
+        nvcc=pick(config, "nvcc"),
+        nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),
+        cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
+        cuda_device=parse_cuda_device(pick(config, "cuda_device")),
     )
+
+
+def check_space_form(args: Sequence[str]) -> None:
+    """Raise UsageError for ``--orcjit-cxx /path``: write ``--orcjit-cxx=/path``.
+
+    pytest picks the rootdir from the command line's test paths before plugins
+    load, and takes such a value, which names an existing file, for one.
+    """
+    takes_path = {cli_flag(name) for name in PATH_OPTIONS}
+    for flag, value in zip(args, args[1:]):
+        if flag in takes_path and not value.startswith("-") and os.path.exists(value):
+            raise pytest.UsageError(MSG_SPACE_FORM.format(flag=flag, value=value))
 
 
 def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
@@ -260,12 +334,37 @@ def parse_isolation(picked: Picked, default: str) -> str:
     return str(_check(picked, picked.value, "isolation", lambda v: v in ISOLATIONS, "fork or none"))
 
 
+def parse_pch(picked: Picked) -> bool:
+    """Whether to use precompiled headers: ``auto`` (default) or ``off``."""
+    if picked.value is None:
+        return True
+    return _check(picked, picked.value, "pch", PCH_MODES.__contains__, "auto or off") == "auto"
+
+
 def parse_timeout(picked: Picked) -> float | None:
     """Seconds as a number >= 0; None or 0 means no timeout."""
     if picked.value is None:
         return None
     seconds = float(_check(picked, picked.value, "timeout", _non_negative, "seconds >= 0"))
     return seconds or None
+
+
+def parse_cuda_archs(picked: Picked) -> tuple[str, ...] | None:
+    """``"80;90"`` -> ``("80", "90")``; None (the GPU's own, else the default) if not given."""
+    if picked.value is None:
+        return None
+    from .cuda import parse_archs
+
+    try:
+        return parse_archs(picked.value)
+    except ValueError as err:
+        raise _invalid("CUDA architecture", picked.value, picked.origin, err) from None
+
+
+def parse_cuda_device(picked: Picked) -> int:
+    if picked.value is None:
+        return 0
+    return int(_check(picked, picked.value, "CUDA device", _non_negative_int, "an index >= 0"))
 
 
 def _check(picked: Picked, value: Any, what: str, valid: Any, expected: str) -> Any:
@@ -278,11 +377,18 @@ def _invalid(what: str, value: Any, origin: str, expected: object) -> ValueError
     return ValueError(MSG_INVALID.format(what=what, value=value, origin=origin, expected=expected))
 
 
-def _positive_int(value: Any) -> bool:
-    try:
-        return int(value) >= 1 and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
+def _int_at_least(minimum: int) -> Callable[[Any], bool]:
+    def valid(value: Any) -> bool:
+        try:
+            return int(value) >= minimum and not isinstance(value, bool)
+        except (TypeError, ValueError):
+            return False
+
+    return valid
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _non_negative(value: Any) -> bool:

@@ -73,7 +73,14 @@ class Project:
 
     def compiles(self) -> list[str]:
         """The source file of every compile run since the last ``reset_log``."""
-        return sorted(line.split(" -c ")[1].split()[0] for line in self._lines() if " -c " in line)
+        return sorted(line.split(" -c ")[1].split()[0] for line in self.compile_runs())
+
+    def compile_runs(self) -> list[str]:
+        """The arguments of every compile run since the last ``reset_log``.
+
+        A compiler's ``-###`` probe (which compiler it runs) is no compile.
+        """
+        return [line for line in self._lines() if " -c " in line and "-###" not in line]
 
     def runs(self) -> list[str]:
         """Every compiler run (compiles and ``--version`` probes) since ``reset_log``."""

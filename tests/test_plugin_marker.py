@@ -63,7 +63,7 @@ class TestLayers:
     project.ini()
     project.pytester.runpytest().assert_outcomes(passed=2)
     flags = sorted(" ".join(f for f in line.split() if f.startswith(("-D", "-O")))
-                   for line in project.runs() if " -c " in line)  # fmt: skip
+                   for line in project.compile_runs())  # fmt: skip
     # test_function: its own cflags, the class's defines; test_class: the module's cflags.
     assert flags == ["-DFUNCTION -O1 -DN=4 -DFAST", "-DMODULE -DN=4 -DFAST"]
 

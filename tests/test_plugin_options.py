@@ -30,7 +30,7 @@ def test_help_lists_every_option_and_ini_twin(project: Project) -> None:
     result = project.pytester.runpytest("--help")
     # Each option and its ini twin appear, with the same help text.
     for name, text, _ in settings.OPTIONS:
-        result.stdout.fnmatch_lines([f"*--orcjit-{name}*", f"*orcjit_{name} (*"])
+        result.stdout.fnmatch_lines([f"*{settings.cli_flag(name)}*", f"*orcjit_{name} (*"])
         assert result.stdout.str().count(text[:30]) >= 2, name
 
 
@@ -184,13 +184,15 @@ def test_header_names_compiler_llvm_tvm_ffi_and_sources(project: Project) -> Non
     project.ini("orcjit_sources =\n    kernels/a.c\n    kernels/*.c")
     result = project.pytester.runpytest()
     # a.c is named twice but counted once.
-    result.stdout.fnmatch_lines([f"orcjit: {project.cxx} (*), LLVM *, tvm-ffi *, 2 sources"])
+    result.stdout.fnmatch_lines([f"orcjit: {project.cxx} (*), LLVM *, tvm-ffi *, 2 orcjit_sources"])
 
 
 def test_header_without_sources_defers_the_compiler(project: Project) -> None:
     project.ini(compilers=False)
     result = project.pytester.runpytest()
-    result.stdout.fnmatch_lines([f"orcjit: {plugin.MSG_HEADER_NO_COMPILER}, LLVM *, 0 sources"])
+    result.stdout.fnmatch_lines(
+        [f"orcjit: {plugin.MSG_HEADER_NO_COMPILER}, LLVM *, 0 orcjit_sources"]
+    )
 
 
 def test_plugin_can_be_disabled(project: Project) -> None:

@@ -1,0 +1,134 @@
+"""Precompiled headers of the tvm-ffi headers, for the C++ kernels that include them first.
+
+Parsing the tvm-ffi headers is most of the time a C++ kernel takes to compile
+(two thirds of it at -O0 with clang). The builder compiles them once per
+(compiler, -std, flags, tvm-ffi headers) into a precompiled header, cached
+like an object, and compiles every eligible source with it: clang reads it
+with ``-include-pch``, gcc finds ``<header>.gch`` beside the header given to
+``-include`` (and, where the PCH does not fit, silently parses the header).
+
+A PCH acts as if its headers were included before the source's first line, so
+it is used only where that changes nothing: C++ sources whose lines before
+their first ``#include <tvm/ffi/...>`` are comments, blank lines and
+``#include <...>`` of other system headers (no macro is defined before the
+tvm-ffi headers are read). A PCH whose own compile printed anything (a
+warning inside a tvm-ffi header) is not used either, so that every source's
+diagnostics stay what a plain compile prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cache import ObjectCache
+    from .compiler import Compiler
+
+HEADERS = (
+    "tvm/ffi/function.h",
+    "tvm/ffi/container/tensor.h",
+    "tvm/ffi/container/array.h",
+    "tvm/ffi/container/map.h",
+    "tvm/ffi/string.h",
+    "tvm/ffi/error.h",
+)
+"""What the PCH holds: the tvm-ffi headers that kernels include."""
+
+UMBRELLA = "orcjit_tvm_ffi_pch.h"
+MODES = ("auto", "off")
+
+_FIRST_TVM_FFI = re.compile(r"^\s*#\s*include\s*<tvm/ffi/", re.MULTILINE)
+_HARMLESS = re.compile(r"\s*(#\s*include\s*<[^>]+>\s*)?(//.*)?")
+
+
+def eligible(source: Path) -> bool:
+    """Whether reading the PCH before ``source`` is the same as ``source``'s own includes."""
+    try:
+        text = source.read_text(errors="replace")
+    except OSError:
+        return False
+    first = _FIRST_TVM_FFI.search(text)
+    if first is None:
+        return False
+    head = re.sub(r"/\*.*?\*/", "", text[: first.start()], flags=re.DOTALL)
+    return all(_HARMLESS.fullmatch(line) for line in head.splitlines())
+
+
+def family(compiler: Compiler) -> str | None:
+    """``"clang"``, ``"gcc"`` or None (another compiler: no PCH) from ``--version``."""
+    version = compiler.identity.partition("\n")[2]
+    if "clang version" in version:
+        return "clang"
+    if "Free Software Foundation" in version:
+        return "gcc"
+    return None
+
+
+class PrecompiledHeaders:
+    """The PCHs of one cache, built on first use; thread-safe."""
+
+    def __init__(self, cache: ObjectCache) -> None:
+        self.cache = cache
+        self.folder = cache.root / "pch"
+        self._lock = threading.Lock()
+        self._flags: dict[tuple[str, ...], list[str]] = {}
+
+    def flags(self, compiler: Compiler, front: Sequence[str], tool_key: str) -> list[str]:
+        """The flags that make a compile with ``front`` (compiler, -std, flags) read the PCH.
+
+        Builds the PCH on first use. Empty where there is none: an unknown
+        compiler family, a PCH that failed to build or printed diagnostics.
+        """
+        kind = family(compiler)
+        if kind is None:
+            return []
+        key = (kind, *front, tool_key)
+        with self._lock:
+            if key not in self._flags:
+                self._flags[key] = self._build(kind, compiler, list(front), tool_key)
+            return self._flags[key]
+
+    def _build(self, kind: str, compiler: Compiler, front: list[str], tool_key: str) -> list[str]:
+        umbrella = self._umbrella()
+
+        def build(output: Path) -> list[Path]:
+            from .compiler import parse_depfile
+
+            depfile = f"{output}.d"
+            argv = [*front, "-x", "c++-header", str(umbrella), "-MD", "-MF", depfile, "-o",
+                    str(output)]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0 or (done.stdout + done.stderr).strip():
+                output.write_bytes(b"")  # remembered: no PCH for these flags
+                return [umbrella]
+            return parse_depfile(Path(depfile).read_text())
+
+        entry = self.cache.get(["pch", kind, *front, compiler.identity, tool_key], build)
+        if entry.object.stat().st_size == 0:
+            return []
+        if kind == "clang":
+            return ["-include-pch", str(entry.object)]
+        # gcc looks for <header>.gch beside the header named by -include.
+        folder = self.folder / entry.object.stem
+        header, gch = folder / UMBRELLA, folder / f"{UMBRELLA}.gch"
+        if not gch.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            self.cache._write_atomic(header, umbrella.read_bytes())
+            tmp = folder / f".{os.getpid()}.{threading.get_ident()}.gch"
+            os.link(entry.object, tmp)
+            os.replace(tmp, gch)
+        return ["-include", str(header)]
+
+    def _umbrella(self) -> Path:
+        path = self.folder / UMBRELLA
+        text = "".join(f"#include <{header}>\n" for header in HEADERS).encode()
+        if not path.exists() or path.read_bytes() != text:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.cache._write_atomic(path, text)
+        return path

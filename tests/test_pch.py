@@ -1,0 +1,141 @@
+"""Precompiled headers: the same objects and diagnostics as a plain compile, fewer parses.
+
+Each C++ source that includes the tvm-ffi headers first is compiled with a
+PCH of them (clang ``-include-pch``, gcc ``.gch``), built once per compiler
+and flags and cached like an object. These tests compare every result with
+the same compile with the PCH off.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from plugin_helpers import TVM_ADD, Project, make_project
+
+from pytest_orcjit import pch
+from pytest_orcjit.compiler import Builder, CompileError, Compiler, Unit
+
+COMPILERS = [name for name in ("clang++-22", "g++") if shutil.which(name)]
+
+KERNEL = """\
+// A kernel that includes tvm-ffi first, then a header of its own.
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/container/tensor.h>
+#include "scale.h"
+
+int64_t Scale(int64_t x) { return SCALE * x; }
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(scale, Scale);
+"""
+
+BROKEN = """\
+#include <tvm/ffi/function.h>
+int64_t Broken(int64_t x) { return x + undeclared; }
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(broken, Broken);
+"""
+
+
+def exports(obj: Path) -> str:
+    """The object's defined global symbols, as ``nm`` lists them."""
+    return subprocess.run(["nm", "-g", "--defined-only", str(obj)], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+
+
+@pytest.fixture(params=COMPILERS)
+def builders(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Builder, Builder]:
+    """A builder with the PCH and one without, for the same compiler, in separate caches."""
+    compiler = Compiler.probe(request.param)
+    on = Builder(compiler, tmp_path / "on", use_pch=True)
+    off = Builder(compiler, tmp_path / "off", use_pch=False)
+    return on, off
+
+
+def test_same_exports_with_and_without_the_pch(builders, tmp_path: Path) -> None:
+    on, off = builders
+    (tmp_path / "scale.h").write_text("#define SCALE 3\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    command = on.command(Unit(source.resolve()), Path("out.o"))
+    assert "-include-pch" in command or "-include" in command  # the PCH is used
+    assert exports(on.compile(source)) == exports(off.compile(source))
+
+
+def test_same_diagnostics_with_and_without_the_pch(builders, tmp_path: Path) -> None:
+    source = tmp_path / "broken.cc"
+    source.write_text(BROKEN)
+    errors = []
+    for builder in builders:
+        with pytest.raises(CompileError) as info:
+            builder.compile(source)
+        errors.append(info.value.diagnostics)
+    assert "undeclared" in errors[0]
+    assert errors[0] == errors[1]
+
+
+def test_header_edit_recompiles_with_the_pch(builders, tmp_path: Path) -> None:
+    on, _ = builders
+    header = tmp_path / "scale.h"
+    header.write_text("#define SCALE 3\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    first = on.compile(source)
+    header.write_text("#define SCALE 4\n")
+    second = on.compile(source)
+    assert first != second
+    assert on.stats.compiled == 2
+
+
+@pytest.mark.parametrize(
+    ("head", "uses_pch"),
+    [
+        ("", True),
+        ("// a comment\n/* a block\n   comment */\n#include <vector>\n", True),
+        ("#define TVM_FFI_SOMETHING 1\n", False),  # a macro the tvm-ffi headers could see
+        ('#include "config.h"\n', False),  # a header of the project's, which could define one
+        ("#if 1\n#endif\n", False),
+    ],
+    ids=["first", "comments-and-system-headers", "define", "local-header", "conditional"],
+)
+def test_only_sources_that_include_tvm_ffi_first_are_eligible(
+    tmp_path: Path, head: str, uses_pch: bool
+) -> None:
+    source = tmp_path / "k.cc"
+    source.write_text(head + "#include <tvm/ffi/function.h>\nint f() { return 1; }\n")
+    assert pch.eligible(source) is uses_pch
+
+
+def test_c_sources_and_sources_without_tvm_ffi_get_no_pch(tmp_path: Path) -> None:
+    c_source, plain = tmp_path / "k.c", tmp_path / "p.cc"
+    c_source.write_text("#include <tvm/ffi/c_api.h>\nint f(void) { return 1; }\n")
+    plain.write_text("int f() { return 1; }\n")
+    builder = Builder(Compiler.probe(COMPILERS[0]), tmp_path / "cache")
+    for source in (c_source, plain):
+        command = builder.command(Unit(source), Path("out.o"))
+        assert not {"-include-pch", "-include"} & set(command)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
+    project = make_project(pytester, monkeypatch)
+    project.write("kernels/add.cc", TVM_ADD)
+    project.write("test_add.py", "def test_objects(orcjit_objects):\n    assert orcjit_objects\n")
+    return project
+
+
+@pytest.mark.parametrize(("option", "expect_pch"), [(None, True), ("--orcjit-pch=off", False)])
+def test_plugin_uses_the_pch_unless_off(project: Project, option: str | None, expect_pch) -> None:
+    project.ini("orcjit_sources = kernels/add.cc")
+    args = [option] if option else []
+    project.pytester.runpytest(*args).assert_outcomes(passed=1)
+    compiles = project.compile_runs()
+    assert len(compiles) == 1
+    assert ("-include-pch" in compiles[0] or "-include " in compiles[0]) is expect_pch
+
+
+def test_bad_ini_pch_value_names_the_ini(project: Project) -> None:
+    project.ini("orcjit_sources = kernels/add.cc", "orcjit_pch = maybe")
+    result = project.pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid pch 'maybe' from ini orcjit_pch: auto or off*"])
