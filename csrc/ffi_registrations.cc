@@ -122,7 +122,48 @@ int RegisterTypeEntry(int32_t type_index, void* dso, Decide decide, RegisterEntr
   TVM_FFI_UNREACHABLE();
 }
 
+/// Whether the reflection of `type_index` was registered first by a library other than `dso`.
+bool OwnedByAnother(int32_t type_index, void* dso) {
+  State& state = Global();
+  std::lock_guard<std::mutex> lock(state.mutex);
+  auto owner = state.types.find(type_index);
+  return owner != state.types.end() && owner->second.dso != dso;
+}
+
+/// Whether the type attribute `name` has a value for `type_index`.
+bool HasTypeAttr(int32_t type_index, const TVMFFIByteArray* name) {
+  const TVMFFITypeAttrColumn* column = TVMFFIGetTypeAttrColumn(name);
+  if (column == nullptr) return false;
+  int64_t slot = int64_t(type_index) - column->begin_index;
+  return slot >= 0 && slot < column->size &&
+         column->data[slot].type_index != ffi::TypeIndex::kTVMFFINone;
+}
+
+constexpr std::string_view kRegisterInit = "ffi._RegisterFFIInit";
+
 }  // namespace
+
+extern "C" int OrcjitFunctionGetGlobal(const TVMFFIByteArray* name, TVMFFIObjectHandle* out,
+                                       void* dso) {
+  if (View(*name) != kRegisterInit) return TVMFFIFunctionGetGlobal(name, out);
+  TVM_FFI_SAFE_CALL_BEGIN();
+  std::optional<ffi::Function> register_init = ffi::Function::GetGlobal(kRegisterInit);
+  if (!register_init) {
+    *out = nullptr;
+    return 0;
+  }
+  // ObjectDef's destructor registers `__ffi_init__` through this function (inside tvm-ffi, where
+  // no thunk reaches) when the type has a creator and the library defines no initializer; for a
+  // type an earlier library registered, that attribute is already there.
+  auto skipping =
+      ffi::Function::FromTyped([register_init = *register_init, dso](int32_t type_index) {
+        static const TVMFFIByteArray init{"__ffi_init__", 12};
+        if (OwnedByAnother(type_index, dso) && HasTypeAttr(type_index, &init)) return;
+        register_init(type_index);
+      });
+  *out = ffi::details::ObjectUnsafe::MoveObjectRefToTVMFFIObjectPtr(std::move(skipping));
+  TVM_FFI_SAFE_CALL_END();
+}
 
 extern "C" int OrcjitFunctionSetGlobal(const TVMFFIByteArray* name, TVMFFIObjectHandle f,
                                        int override, void* dso) {
@@ -203,12 +244,7 @@ extern "C" int OrcjitTypeRegisterAttr(int32_t type_index, const TVMFFIByteArray*
   if (type_index == ffi::TypeIndex::kTVMFFINone)
     return TVMFFITypeRegisterAttr(type_index, name, value);
   auto decide = [type_index, name](const TVMFFITypeInfo&, const std::string&, const std::string&) {
-    const TVMFFITypeAttrColumn* column = TVMFFIGetTypeAttrColumn(name);
-    if (column == nullptr) return Decision::kRegister;
-    int64_t slot = int64_t(type_index) - column->begin_index;
-    bool present = slot >= 0 && slot < column->size &&
-                   column->data[slot].type_index != ffi::TypeIndex::kTVMFFINone;
-    return present ? Decision::kSkip : Decision::kRegister;
+    return HasTypeAttr(type_index, name) ? Decision::kSkip : Decision::kRegister;
   };
   return RegisterTypeEntry(type_index, dso, decide,
                            [&] { return TVMFFITypeRegisterAttr(type_index, name, value); });

@@ -20,7 +20,9 @@
 //     whose layout differs, or a field the first registration lacks, fails the load with an error
 //     that names the type: a type key names one type per process, and a changed type needs a new
 //     process (forked isolation) or a new type key. Methods and attributes the first registration
-//     lacks are registered, and then the later library's memory is kept too.
+//     lacks are registered, and then the later library's memory is kept too. (ObjectDef also
+//     registers `__ffi_init__` through the global function "ffi._RegisterFFIInit", from inside
+//     tvm-ffi: the library's TVMFFIFunctionGetGlobal hands it a version that skips it likewise.)
 #ifndef PYTEST_ORCJIT_FFI_REGISTRATIONS_H_
 #define PYTEST_ORCJIT_FFI_REGISTRATIONS_H_
 
@@ -43,6 +45,12 @@ extern "C" int OrcjitTypeRegisterMetadata(int32_t type_index, const TVMFFITypeMe
                                           void* dso);
 extern "C" int OrcjitTypeRegisterAttr(int32_t type_index, const TVMFFIByteArray* name,
                                       const TVMFFIAny* value, void* dso);
+
+/// tvm-ffi's TVMFFIFunctionGetGlobal for the library `dso`: the same, except that
+/// "ffi._RegisterFFIInit" comes back as a function that does nothing for a type whose reflection
+/// an earlier library registered (ObjectDef calls it; see ffi_registrations.cc).
+extern "C" int OrcjitFunctionGetGlobal(const TVMFFIByteArray* name, TVMFFIObjectHandle* out,
+                                       void* dso);
 
 /// The registrations of one library, from its creation to its close.
 class FfiRegistrations {

@@ -57,7 +57,7 @@ void RunQuickExitHandler() {
   if (fn != nullptr) fn();
 }
 
-void PrepareFork() {
+void RunPrepareHandlers() {
   Handlers& state = State();
   {
     std::lock_guard<std::mutex> lock(state.mutex);
@@ -68,13 +68,13 @@ void PrepareFork() {
   }
 }
 
-void AfterForkInParent() {
+void RunParentHandlers() {
   for (const ForkHandlers& handlers : State().forking) {
     if (handlers.parent != nullptr) handlers.parent();
   }
 }
 
-void AfterForkInChild() {
+void RunChildHandlers() {
   for (const ForkHandlers& handlers : State().forking) {
     if (handlers.child != nullptr) handlers.child();
   }
@@ -98,8 +98,10 @@ extern "C" int OrcjitAtQuickExit(void (*fn)(), void* dso) {
 }
 
 extern "C" int OrcjitAtFork(void (*prepare)(), void (*parent)(), void (*child)(), void* dso) {
-  // Outside the mutex: glibc holds its own lock while it runs fork handlers, PrepareFork included.
-  static const int registered = pthread_atfork(PrepareFork, AfterForkInParent, AfterForkInChild);
+  // Outside the mutex: glibc holds its own lock while it runs fork handlers, RunPrepareHandlers
+  // included.
+  static const int registered =
+      pthread_atfork(RunPrepareHandlers, RunParentHandlers, RunChildHandlers);
   if (registered != 0) return registered;
   Handlers& state = State();
   std::lock_guard<std::mutex> lock(state.mutex);

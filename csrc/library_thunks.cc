@@ -25,6 +25,7 @@ const EntryPoint kEntryPoints[] = {
     {"__pthread_atfork", reinterpret_cast<const void*>(&OrcjitAtFork), 3},
     {"__stack_chk_fail_local", reinterpret_cast<const void*>(&__stack_chk_fail), -1},
     // tvm-ffi's registries (ffi_registrations.h).
+    {"TVMFFIFunctionGetGlobal", reinterpret_cast<const void*>(&OrcjitFunctionGetGlobal), 2},
     {"TVMFFIFunctionSetGlobal", reinterpret_cast<const void*>(&OrcjitFunctionSetGlobal), 3},
     {"TVMFFIFunctionSetGlobalFromMethodInfo",
      reinterpret_cast<const void*>(&OrcjitFunctionSetGlobalFromMethodInfo), 2},

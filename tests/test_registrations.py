@@ -95,6 +95,36 @@ def test_object_types_stay_usable_after_their_library_closes(kernels) -> None:
     assert result.stdout == "ok\n"
 
 
+CHANGED = """
+    import sys
+    import tvm_ffi
+    from pytest_orcjit import create_session
+
+    session = create_session()
+    with session.create_library("first") as first:
+        first.add(sys.argv[1])
+        assert first.add_two(0) == 2
+    changed = session.create_library("changed")
+    changed.add(sys.argv[2])
+    try:
+        changed.add_two(0)
+    except RuntimeError as err:
+        print(err)
+    changed.close()
+    assert tvm_ffi.get_global_func("my_ffi_extension.add_one", allow_missing=True) is None
+"""
+
+
+def test_a_type_registered_again_with_another_layout_fails_the_load(kernels) -> None:
+    original = kernels.object("ffi_extension.cc")
+    changed = kernels.object("ffi_extension.cc", "-DCHANGED_LAYOUT")
+    result = run_python(CHANGED, str(original), str(changed))
+    assert result.returncode == 0, result.stderr
+    assert "library 'changed' registers the object type 'my_ffi_extension.IntPair'" in result.stdout
+    assert "unlike library 'first', which registered that type first" in result.stdout
+    assert "forked isolation" in result.stdout
+
+
 def test_a_library_that_overrides_a_global_restores_it_at_close(
     session: ExecutionSession, kernels
 ) -> None:
@@ -139,7 +169,9 @@ LOOP = """
         assert tvm_ffi.get_global_func("my_ffi_extension.add_one")(i) == i + 1
         pair = lib.make_pair(i, 1)
         assert (pair.a, pair.b, pair.sum()) == (i, 1, i + 1)
-        del pair
+        point = lib.make_point(i)
+        assert point.x == i
+        del pair, point
         lib.close()
         assert tvm_ffi.get_global_func("my_ffi_extension.add_one", allow_missing=True) is None
     print("ok")
