@@ -9,13 +9,17 @@ handler they run to the file the ``event_log`` fixture names.
 
 from __future__ import annotations
 
+import ctypes.util
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import tvm_ffi.libinfo
+from conftest import KERNELS
 
 from pytest_orcjit import ExecutionSession
 
@@ -129,3 +133,45 @@ def test_stack_chk_fail_local_is_stack_chk_fail(
 ) -> None:
     lib = load(session, kernels, "stack_chk_local.c", "-fstack-protector-all", compiler=compiler)
     assert lib.same_as_stack_chk_fail() is True
+
+
+def find_cudart() -> str | None:
+    """The CUDA runtime next to nvcc's CUDA, or wherever the loader finds it."""
+    cuda_homes = [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"]
+    for home in filter(None, cuda_homes):
+        candidate = Path(home) / "lib64" / "libcudart.so"
+        if candidate.exists():
+            return str(candidate)
+    return ctypes.util.find_library("cudart")
+
+
+NVCC_HOST = """
+    import ctypes, sys
+    ctypes.CDLL(sys.argv[2], mode=ctypes.RTLD_GLOBAL)  # the runtime the object calls
+    from pytest_orcjit import create_session
+    session = create_session()
+    for i in range(3):
+        with session.create_library("cuda_host") as lib:
+            lib.add(sys.argv[1])
+            assert lib.host_add(i, 1) == i + 1
+    print("ok", flush=True)
+"""
+
+
+def test_an_nvcc_host_object_links_and_unregisters_at_close(tmp_path: Path) -> None:
+    cudart = find_cudart()
+    if shutil.which("nvcc") is None or cudart is None:
+        pytest.skip("nvcc or the CUDA runtime (libcudart.so) is not installed")
+
+    obj = tmp_path / "cuda_host.o"
+    includes = [tvm_ffi.libinfo.find_include_path(), tvm_ffi.libinfo.find_dlpack_include_path()]
+    compile_command = ["nvcc", "-std=c++17", "-Xcompiler", "-fPIC", "-c"]
+    compile_command += [f"-I{folder}" for folder in includes]
+    compile_command += [str(KERNELS / "cuda_host.cu"), "-o", str(obj)]
+    compiled = subprocess.run(compile_command, capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    # Each close runs the object's atexit handler (it unregisters the device code); none is left
+    # for the process's exit, when the library's code is gone.
+    result = run_python(NVCC_HOST, str(obj), cudart)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok\n"
