@@ -264,6 +264,7 @@ bool FfiRegistrations::Close() {
   std::vector<Layer> dropped;
   std::lock_guard<std::mutex> lock(state.mutex);
   auto library = state.libraries.find(dso_);
+  if (library == state.libraries.end()) return owns_types_;
   owns_types_ = library->second.owns_types;
   for (const std::string& name : library->second.globals) {
     std::vector<Layer>& layers = state.globals[name];

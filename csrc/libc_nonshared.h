@@ -11,7 +11,9 @@
 //   * atexit handlers are `__cxa_atexit` registrations of the library (init_fini.h): they run when
 //     it closes, newest first, interleaved with the destructors of its static objects;
 //   * at_quick_exit handlers run by quick_exit() while the library is open, in their place among
-//     the process's other handlers, and are dropped, never called, once it closes;
+//     the process's other handlers, and are dropped, never called, once it closes: each
+//     registration registers one forwarder of the core with glibc (which cannot unregister it
+//     either), and the forwarders run the libraries' handlers that are left, newest first;
 //   * pthread_atfork handlers run on fork() while the library is open and are dropped when it
 //     closes. glibc cannot unregister fork handlers (its `__unregister_atfork` is private), so the
 //     core registers one set of its own, the first time a library asks, which runs the open
