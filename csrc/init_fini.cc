@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "fault_guard.h"
+#include "libc_nonshared.h"
 
 extern "C" int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);  // NOLINT
 extern char** environ;
@@ -197,6 +198,7 @@ Runtime::Runtime(void* dso_handle) : dso_handle_(dso_handle) {
 }
 
 Runtime::~Runtime() {
+  DropLibraryHandlers(dso_handle_);
   std::lock_guard<std::mutex> lock(registry_mutex);
   Registry().erase(dso_handle_);
 }
@@ -244,6 +246,7 @@ llvm::Error Runtime::RunPendingInitializers(llvm::StringRef library) {
 }
 
 llvm::Error Runtime::RunFinalizers(llvm::StringRef library) {
+  DropLibraryHandlers(dso_handle_);  // at_quick_exit and fork handlers never run after close
   std::vector<Section> finis;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -11,7 +11,8 @@
 // C++ destructors of static objects are not in `.fini_array`: constructors register them with
 // `__cxa_atexit(fn, obj, &__dso_handle)`. Each library defines its own `__dso_handle` and resolves
 // `__cxa_atexit` to CxaAtExit below, which files the registration with the library that owns that
-// `__dso_handle`, so that destructors run when the library closes rather than at process exit.
+// `__dso_handle`, so that destructors run when the library closes rather than at process exit. The
+// library's atexit handlers are `__cxa_atexit` registrations too (libc_nonshared.h).
 //
 // Constructors and destructors run under a FaultGuard (fault_guard.h). A constructor that crashes
 // (SIGSEGV, SIGBUS, SIGILL, SIGFPE) fails the load with an error instead of ending the process,

@@ -184,6 +184,8 @@ LibraryObj::LibraryObj(Session session, std::string name)
   if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
   arena_ = std::move(*arena);
   runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
+  thunks_ = std::make_unique<LibraryThunks>(*arena_, arena_->dso_handle());
+  registrations_ = std::make_unique<FfiRegistrations>(arena_->dso_handle(), name_);
   // JITDylib names must be unique in a session; library names need not be.
   auto dylib = jit.createJITDylib(name_ + "#" + std::to_string(id));
   if (!dylib) TVM_FFI_THROW(RuntimeError) << llvm::toString(dylib.takeError());
@@ -192,7 +194,8 @@ LibraryObj::LibraryObj(Session session, std::string name)
   // the binding plugin binds both into the library's graphs.
   session_obj->memory().RegisterArena(dylib_, arena_.get());
   session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
-  session_obj->binding().RegisterLibrary(dylib_, {&defined_, arena_->dso_handle(), &linked_});
+  session_obj->binding().RegisterLibrary(
+      dylib_, {&defined_, arena_->dso_handle(), &linked_, thunks_.get()});
   session_obj->Attach(this);
 }
 
@@ -463,6 +466,8 @@ std::string LibraryObj::CloseDetached() {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
   std::string crashed;
   if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
+  // While the library's code is mapped: removing its global functions runs their deleters.
+  if (registrations_->Close()) kept_arena_ = Arena::KeepForever(std::move(arena_));
   SessionObj* session = session_.get();
   // Before the graphs that were never linked are freed, so that no later graph at the same address
   // is taken for one of them.

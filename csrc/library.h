@@ -7,7 +7,9 @@
 // to each other whatever order they were added in), runs their static constructors, and only then
 // returns the function. Closing runs static destructors once, removes the JITDylib and unmaps the
 // arena. Functions handed out keep the library object alive; calling one after an explicit
-// close() raises instead of jumping into unmapped memory.
+// close() raises instead of jumping into unmapped memory. Global functions the library registered
+// with tvm-ffi are removed at close; if it registered the reflection of an object type, which
+// tvm-ffi keeps, its arena stays mapped instead (ffi_registrations.h).
 //
 // Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
 // freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
@@ -33,7 +35,9 @@
 #include <string>
 #include <vector>
 
+#include "ffi_registrations.h"
 #include "init_fini.h"
+#include "library_thunks.h"
 #include "memory.h"
 #include "object_cache.h"
 #include "process_symbols.h"
@@ -51,7 +55,12 @@ class LibraryObj : public tvm::ffi::Object {
   ~LibraryObj();
 
   const std::string& name() const { return name_; }
-  size_t jit_memory() const { return arena_ ? arena_->used_bytes() : 0; }
+  /// After close, what the library keeps for the type reflection it registered (see
+  /// ffi_registrations.h), or 0.
+  size_t jit_memory() const {
+    if (arena_) return arena_->used_bytes();
+    return kept_arena_ ? kept_arena_->used_bytes() : 0;
+  }
   bool closed() const { return closed_.load(std::memory_order_acquire); }
   /// Whether `addr` is in the library's JIT memory (its code or data).
   bool Owns(const void* addr) const { return arena_ && arena_->Contains(addr); }
@@ -111,6 +120,10 @@ class LibraryObj : public tvm::ffi::Object {
   llvm::orc::JITDylib* dylib_ = nullptr;
   std::unique_ptr<Arena> arena_;
   std::unique_ptr<Runtime> runtime_;
+  std::unique_ptr<LibraryThunks> thunks_;
+  std::unique_ptr<FfiRegistrations> registrations_;
+  /// The arena, kept mapped after close because tvm-ffi points into it; null if it was not.
+  const Arena* kept_arena_ = nullptr;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
   /// Why the library cannot be used, if a static constructor crashed (init_fini.h); empty if not.

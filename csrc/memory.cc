@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace orcjit {
 
@@ -91,7 +92,17 @@ llvm::Expected<char*> Arena::Allocate(size_t bytes) {
   return addr;
 }
 
+const Arena* Arena::KeepForever(std::unique_ptr<Arena> arena) {
+  static auto* kept = new std::vector<std::unique_ptr<Arena>>();
+  static std::mutex mutex;
+  arena->kept_.store(true, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(mutex);
+  kept->push_back(std::move(arena));
+  return kept->back().get();
+}
+
 void Arena::Release(char* addr, size_t bytes) {
+  if (kept()) return;
   size_t rounded = RoundUpToPage(bytes);
   // Replacing the pages with fresh inaccessible ones frees their memory and keeps the reservation.
   mmap(addr, rounded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
@@ -215,6 +226,7 @@ void ArenaMemoryManager::deallocate(std::vector<FinalizedAlloc> allocs,
   llvm::Error result = llvm::Error::success();
   for (auto& alloc : allocs) {
     std::unique_ptr<Finalized> finalized(alloc.release().toPtr<Finalized*>());
+    if (finalized->arena->kept()) continue;  // its code stays in use, and so do its eh-frames
     if (auto err = llvm::orc::shared::runDeallocActions(finalized->dealloc_actions)) {
       result = llvm::joinErrors(std::move(result), std::move(err));
     }

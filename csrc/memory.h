@@ -59,6 +59,13 @@ class Arena {
     return p >= base_ && p < base_ + size_;
   }
 
+  /// Keeps every page of the arena mapped as it is for the rest of the process, and `arena` with
+  /// them: for a library that closes while tvm-ffi keeps pointers into its code (the reflection of
+  /// an object type it registered, ffi_registrations.h). From then on, releasing pages and the
+  /// deallocation actions of its graphs (eh-frame deregistration) do nothing. Returns the arena.
+  static const Arena* KeepForever(std::unique_ptr<Arena> arena);
+  bool kept() const { return kept_.load(std::memory_order_acquire); }
+
   /// Bytes of pages currently in use, including the `__dso_handle` page.
   size_t used_bytes() const { return used_bytes_.load(std::memory_order_relaxed); }
 
@@ -72,6 +79,7 @@ class Arena {
   std::mutex mutex_;
   size_t next_ = 0;  // offset of the first page not yet handed out
   std::atomic<size_t> used_bytes_{0};
+  std::atomic<bool> kept_{false};
 };
 
 /// A JITLinkMemoryManager that places each graph in the arena of the library (JITDylib) it is

@@ -69,7 +69,10 @@ ProcessBindingPlugin::ProcessBindingPlugin(llvm::orc::ExecutionSession& es, Proc
     : es_(es),
       symbols_(symbols),
       dso_handle_(es.intern("__dso_handle")),
-      cxa_atexit_(es.intern("__cxa_atexit")) {}
+      cxa_atexit_(es.intern("__cxa_atexit")) {
+  for (size_t i = 0; i < EntryPoints().size(); ++i)
+    entry_points_[es.intern(EntryPoints()[i].name)] = i;
+}
 
 void ProcessBindingPlugin::RegisterLibrary(const llvm::orc::JITDylib* dylib, Library library) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -185,6 +188,10 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
     } else if (library.defined->contains(*name)) {
       auto linked = library.linked->find(name);
       if (linked != library.linked->end()) addr = linked->second;
+    } else if (auto entry = entry_points_.find(name); entry != entry_points_.end()) {
+      auto thunk = library.thunks->Address(entry->second);
+      if (!thunk) return thunk.takeError();
+      addr = *thunk;
     } else {
       addr = symbols_.Find(name);
     }

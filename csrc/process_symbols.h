@@ -13,7 +13,8 @@
 // how the library finds its functions. ORC then looks up only what a graph takes from an object
 // that is linked at the same time, and the names nobody defines (its lookup reports those as
 // undefined). Symbols the library defines keep winning over the process's, and every library gets
-// its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h).
+// its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h), and
+// its own atexit, tvm-ffi registration functions and the like (library_thunks.h).
 //
 // A graph left with no external symbol depends on nothing ORC could be waiting for, yet ORC still
 // walks every edge of it, and groups its symbols by block, to compute its dependencies. For such a
@@ -33,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "library_thunks.h"
 #include "plugin.h"
 
 namespace orcjit {
@@ -79,11 +81,13 @@ class ProcessBindingPlugin final : public ResourcelessPlugin {
  public:
   /// What the plugin needs to know about a library (JITDylib): the symbols its objects define,
   /// which it reads while the library links, its `__dso_handle`, and the table of its linked
-  /// symbols, which the plugin fills as graphs are emitted (on the thread that links them).
+  /// symbols, which the plugin fills as graphs are emitted (on the thread that links them), and
+  /// its thunks (library_thunks.h).
   struct Library {
     const llvm::StringSet<>* defined;
     void* dso_handle;
     LinkedSymbols* linked;
+    LibraryThunks* thunks;
   };
 
   ProcessBindingPlugin(llvm::orc::ExecutionSession& es, ProcessSymbols& symbols);
@@ -108,6 +112,8 @@ class ProcessBindingPlugin final : public ResourcelessPlugin {
   ProcessSymbols& symbols_;
   const llvm::orc::SymbolStringPtr dso_handle_;
   const llvm::orc::SymbolStringPtr cxa_atexit_;
+  /// The names each library binds to its own thunks: name -> index in EntryPoints().
+  llvm::DenseMap<llvm::orc::SymbolStringPtr, size_t> entry_points_;
   std::mutex mutex_;
   std::unordered_map<const llvm::orc::JITDylib*, Library> libraries_;
   /// The definitions of graphs that are linked but not emitted yet.

@@ -104,7 +104,11 @@ class Library(Object):
 
     @property
     def jit_memory(self) -> int:
-        """Bytes of JIT memory (code and data pages) the library holds now."""
+        """Bytes of JIT memory (code and data pages) the library holds now.
+
+        0 once it is closed, unless it registered an object type with tvm-ffi, whose
+        reflection points into its memory: that memory is kept for the rest of the process.
+        """
         return _ffi_api.library_jit_memory(self)  # type: ignore[attr-defined, no-any-return]
 
     def add(self, obj: ObjectSource) -> None:
