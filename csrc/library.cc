@@ -3,7 +3,9 @@
 #include "library.h"
 
 #include <fcntl.h>
+#include <llvm/ADT/StringExtras.h>
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
+#include <llvm/Object/ObjectFile.h>
 #include <sys/stat.h>
 #include <tvm/ffi/c_api.h>
 #include <tvm/ffi/container/map.h>
@@ -127,30 +129,129 @@ std::string DescribeSymbol(llvm::StringRef symbol) {
   return "symbol '" + symbol.str() + "'";
 }
 
+/// Shared libraries that define the symbols kernels most often take from outside the process,
+/// known by the names of their symbols: an undefined one says which library to load, and how.
+struct KnownLibrary {
+  const char* what;      // how messages name it
+  const char* load;      // the name to load it by
+  bool openmp;           // -fopenmp through the plugin's flags loads it
+  const char* prefixes;  // of its symbols, separated by spaces; a prefix that ends in a letter
+                         // matches only before an uppercase letter ("cuda" in "cudaMalloc")
+  const char* names;     // whole names, separated by spaces
+};
+
+constexpr KnownLibrary kKnownLibraries[] = {
+    {"the LLVM OpenMP runtime, libomp", "omp", true, "__kmpc_ __kmp_ kmp_", ""},
+    {"the GNU OpenMP runtime, libgomp", "gomp", true, "GOMP_ GOACC_", ""},
+    {"an OpenMP runtime, libomp for clang or libgomp for gcc", "omp", true, "omp_", ""},
+    {"the CUDA runtime, libcudart", "cudart", false, "cuda __cuda", ""},
+    {"a BLAS library, e.g. libopenblas", "openblas", false, "cblas_",
+     "sgemm_ dgemm_ cgemm_ zgemm_ sgemv_ dgemv_ saxpy_ daxpy_ sdot_ ddot_ sscal_ dscal_ snrm2_ "
+     "dnrm2_"},
+    {"the math library, libm", "m", false, "",
+     "sin sinf cos cosf tan tanf asin asinf acos acosf atan atanf atan2 atan2f sinh sinhf cosh "
+     "coshf tanh tanhf exp expf exp2 exp2f expm1 expm1f log logf log2 log2f log10 log10f log1p "
+     "log1pf pow powf sqrt sqrtf cbrt cbrtf hypot hypotf erf erff erfc erfcf lgamma lgammaf "
+     "tgamma tgammaf fmod fmodf sincos sincosf"},
+};
+
+bool InList(llvm::StringRef list, llvm::StringRef symbol, bool prefixes) {
+  llvm::SmallVector<llvm::StringRef, 16> words;
+  list.split(words, ' ', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef word : words) {
+    if (!prefixes) {
+      if (symbol == word) return true;
+    } else if (symbol.starts_with(word)) {
+      if (!llvm::isAlpha(word.back())) return true;
+      if (symbol.size() > word.size() && llvm::isUpper(symbol[word.size()])) return true;
+    }
+  }
+  return false;
+}
+
+const KnownLibrary* LibraryDefining(llvm::StringRef symbol) {
+  for (const KnownLibrary& library : kKnownLibraries) {
+    if (InList(library.prefixes, symbol, true) || InList(library.names, symbol, false))
+      return &library;
+  }
+  return nullptr;
+}
+
+/// The paths of the files in `files` whose objects reference `symbol` without defining it.
+std::string ReferencingObjects(
+    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files,
+    llvm::StringRef symbol) {
+  std::string found;
+  for (const auto& [path, bytes] : files) {
+    auto object = llvm::object::ObjectFile::createObjectFile(bytes->getMemBufferRef());
+    if (!object) {
+      llvm::consumeError(object.takeError());
+      continue;
+    }
+    for (const llvm::object::SymbolRef& candidate : (*object)->symbols()) {
+      auto flags = candidate.getFlags();
+      auto name = candidate.getName();
+      if (!flags || !name) {
+        llvm::consumeError(flags.takeError());
+        llvm::consumeError(name.takeError());
+        continue;
+      }
+      if ((*flags & llvm::object::SymbolRef::SF_Undefined) && *name == symbol) {
+        found += (found.empty() ? "" : ", ") + path;
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+/// "undefined symbol 'x'" with the objects that reference it and, for a symbol of a known shared
+/// library, which one and how to load it; `unknown` is set for a symbol of no known library.
+std::string DescribeUndefined(
+    const std::string& reason,
+    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files,
+    bool& unknown) {
+  llvm::StringRef symbol(reason);
+  if (!symbol.consume_front("undefined symbol '") || !symbol.consume_back("'")) return reason;
+  std::string described = reason;
+  std::string referencing = ReferencingObjects(files, symbol);
+  if (!referencing.empty()) described += ", referenced by " + referencing;
+  const KnownLibrary* library = LibraryDefining(symbol);
+  if (library == nullptr) {
+    unknown = true;
+    return described;
+  }
+  described += std::string(" (") + library->what + "): ";
+  if (library->openmp) described += "compile with -fopenmp through the plugin's flags, or ";
+  described += std::string("load it with --orcjit-libs ") + library->load +
+               " / pytest_orcjit.load_shared_library(\"" + library->load + "\")";
+  return described;
+}
+
 /// Turns a failed link into one message: what ORC reported for the library (the reasons), then
-/// what the lookup itself returned.
-std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib) {
+/// what the lookup itself returned, each undefined symbol with the objects that reference it.
+std::string DescribeLinkFailure(
+    llvm::Error err, const llvm::orc::JITDylib* dylib,
+    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files) {
   std::vector<std::string> reasons = TakeReportedErrors(dylib);
   for (std::string& returned : DescribeErrors(std::move(err)))
     reasons.push_back(std::move(returned));
   std::ostringstream os;
   const char* separator = "";
+  bool unknown = false;
   for (const std::string& reason : reasons) {
-    os << separator << reason;
+    os << separator << DescribeUndefined(reason, files, unknown);
     separator = "; ";
   }
+  if (unknown) {
+    os << ": no object in the library defines it and the process does not export it; add the "
+          "object that defines it to the library, or load the shared library that does "
+          "(pytest_orcjit.load_shared_library, --orcjit-libs)";
+  }
+  if (os.str().find("out of range") != std::string::npos) {
+    os << ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+  }
   return os.str();
-}
-
-std::string Hint(const std::string& reason) {
-  if (reason.find("undefined symbol") != std::string::npos) {
-    return ": no object in the library defines it and the process does not export it; add the "
-           "object that defines it to the library";
-  }
-  if (reason.find("out of range") != std::string::npos) {
-    return ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
-  }
-  return "";
 }
 
 /// The `size` bytes of the file opened as `fd`, read into memory; ValueError naming `path`.
@@ -317,6 +418,7 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   }
   auto& layer = session_->jit().getObjLinkingLayer();
   llvm::Error added = llvm::Error::success();
+  if (cached) files_.emplace_back(display_name, cached->buffer);
   if (cached && cached->graph) {
     // A copy of the graph prepared for the same weak definitions, or else of the parsed graph,
     // which linking then prepares (graph_copy.h).
@@ -345,9 +447,8 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
 }
 
 void LibraryObj::ThrowLinkFailure(llvm::Error err) const {
-  std::string reason = DescribeLinkFailure(std::move(err), dylib_);
-  TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
-                              << Hint(reason);
+  std::string reason = DescribeLinkFailure(std::move(err), dylib_, files_);
+  TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason;
   TVM_FFI_UNREACHABLE();
 }
 
@@ -475,6 +576,7 @@ std::string LibraryObj::CloseDetached() {
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
   linked_objects_.clear();  // so do their graphs'
+  files_.clear();
   dylib_ = nullptr;
   runtime_.reset();
   arena_.reset();
@@ -522,8 +624,8 @@ tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any
                type == tvm::ffi::TypeIndex::kTVMFFISmallBytes) {
       library->AddBytes(object.cast<tvm::ffi::Bytes>());
     } else {
-      TVM_FFI_THROW(TypeError) << "load_module takes paths and bytes of object files, not "
-                               << object.GetTypeKey();
+      TVM_FFI_THROW(TypeError) << "load_module takes a path (str or os.PathLike) or object-file "
+                               << "bytes for each object, not " << object.GetTypeKey();
     }
   }
   library->Link();

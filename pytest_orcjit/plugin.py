@@ -17,7 +17,6 @@ imported inside the hooks and fixtures that need the JIT.
 from __future__ import annotations
 
 import contextlib
-import functools
 import shlex
 import tempfile
 import warnings
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import settings
+from . import error_sources, settings, shared_libraries
 from .cache import CacheWarning
 from .compiler import (
     Builder,
@@ -39,6 +38,7 @@ from .compiler import (
     Unit,
     find_cc,
     find_cxx,
+    openmp_runtime,
     tvm_ffi_version,
 )
 from .settings import ItemSettings, SessionSettings
@@ -75,6 +75,8 @@ class State:
     warning_filters: list[Any] = field(default_factory=list)
     """The warning filters outside any test, which forked tests start from."""
     forked: bool = False
+    sources: dict[Path, Path] = field(default_factory=dict)
+    """The source of every object compiled in this run, which errors name (error_sources)."""
 
 
 STATE = pytest.StashKey[State]()
@@ -95,6 +97,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
+    libs = state.settings.libs
+    for name in libs.value:  # found now, loaded by the tests that link
+        try:
+            shared_libraries.find(name, _cxx_command(config))
+        except ValueError as err:
+            msg = settings.MSG_LIBRARY.format(name=name, origin=libs.origin, error=err)
+            raise pytest.UsageError(msg) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -176,7 +185,11 @@ def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
         return None
     from .api import warm_objects
 
-    return functools.partial(warm_objects, session, objects)
+    def warm() -> None:
+        load_libraries(item)  # before forking: the children inherit them
+        warm_objects(session, objects)
+
+    return warm
 
 
 def _own_fixture(item: pytest.Item, name: str) -> bool:
@@ -193,6 +206,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     resolved = item_settings(item)
     if isinstance(resolved, str):
         pytest.fail(resolved, pytrace=False)
+    try:
+        load_libraries(item)
+    except ValueError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Errors name the sources, not the cache files, of the objects (``error_sources``)."""
+    if call.excinfo is not None and item.config.stash[STATE].sources:
+        rootdir = item.config.rootpath
+        sources = item.config.stash[STATE].sources
+        names = {str(o): error_sources.describe(s, o, rootdir) for o, s in sources.items()}
+        error_sources.name_sources(call.excinfo.value, names)
+    return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -252,7 +280,7 @@ def orcjit_objects(request: pytest.FixtureRequest) -> list[Path]:
     outcomes = compile_units(item.config, units_of(item))
     for unit, outcome in outcomes.items():
         if outcome.error is not None:
-            source = _relative(unit.source, item.config.rootpath)
+            source = error_sources.relative(unit.source, item.config.rootpath)
             diagnostics = outcome.error.diagnostics
             pytest.fail(
                 MSG_COMPILE_FAILED.format(source=source, diagnostics=diagnostics), pytrace=False
@@ -287,14 +315,21 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
             settings.Picked(cflags, "orcjit_compile(cflags=...)"), "cflags"
         )
         if isinstance(source, str) and "\n" in source:
-            return builder(config).compile_text(source, flags, language)
-        path = base / source
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"orcjit_compile: no such source file {path}; a path is relative to the test "
-                "file's directory, and source text must span lines (contain a newline)"
-            )
-        return builder(config).compile(path, flags)
+            obj = builder(config).compile_text(source, flags, language)
+        else:
+            path = base / source
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"orcjit_compile: no such source file {path}; a path is relative to the "
+                    "test file's directory, and source text must span lines (contain a newline)"
+                )
+            obj = builder(config).compile(path, flags)
+            config.stash[STATE].sources[obj] = path
+        compiler = builder(config).cc if language == "c" else builder(config).cxx
+        runtime = openmp_runtime(compiler, [*builder(config).base, *flags])
+        if runtime is not None:
+            _load(runtime, compiler.command, "orcjit_compile(cflags=...) -fopenmp")
+        return obj
 
     return compile_one
 
@@ -327,6 +362,9 @@ def compile_units(config: pytest.Config, units: Sequence[Unit]) -> dict[Unit, Ou
     if missing:
         state.outcomes.update(builder(config).compile_many(missing, state.settings.jobs))
         state.generation += 1
+        for unit in missing:
+            if state.outcomes[unit].object not in (None, unit.source):
+                state.sources[state.outcomes[unit].object] = unit.source  # type: ignore[index]
     outcomes = {unit: state.outcomes[unit] for unit in units}
     for outcome in outcomes.values():
         for note in outcome.notes:
@@ -347,6 +385,42 @@ def builder(config: pytest.Config) -> Builder:
         cc = _probe(cc_command, cc_origin, "C", "cc", cache_dir)
         state.builder = Builder(cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags)
     return state.builder
+
+
+def load_libraries(item: pytest.Item) -> None:
+    """Load the item's shared libraries: its libs, and the OpenMP runtime of -fopenmp.
+
+    Raises ValueError naming the library and where it was asked for. Cheap
+    when they are loaded already (in the pytest process or the fork server).
+    """
+    resolved = item_settings(item)
+    if isinstance(resolved, str) or not resolved.uses_orcjit:
+        return
+    for name in resolved.libs.value:
+        _load(name, _cxx_command(item.config), resolved.libs.origin)
+    flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
+    if not any(flag.startswith("-fopenmp") for flag in flags):
+        return
+    languages = {unit.source.suffix == ".c" for unit in units_of(item)} or {False}
+    for is_c in languages:
+        compiler = builder(item.config).cc if is_c else builder(item.config).cxx
+        runtime = openmp_runtime(compiler, flags)
+        if runtime is not None:
+            _load(runtime, compiler.command, f"-fopenmp of {compiler.command[0]}")
+
+
+def _load(name: str, compiler: Sequence[str], origin: str) -> None:
+    from .api import load_shared_library
+
+    try:
+        load_shared_library(name, compiler)
+    except (TypeError, ValueError) as err:
+        raise ValueError(settings.MSG_LIBRARY.format(name=name, origin=origin, error=err)) from None
+
+
+def _cxx_command(config: pytest.Config) -> list[str]:
+    """The C++ compiler whose library paths --orcjit-libs names are searched in first."""
+    return shlex.split(config.stash[STATE].settings.cxx.value or find_cxx())
 
 
 def jit_session(config: pytest.Config) -> ExecutionSession:
@@ -394,10 +468,3 @@ def _cache_dir(config: pytest.Config) -> Path:
     if cache is not None:  # cleared by --cache-clear along with the rest of the cache
         return Path(cache.mkdir("orcjit"))
     return Path(tempfile.mkdtemp(prefix="pytest-orcjit-"))  # -p no:cacheprovider
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)

@@ -34,11 +34,16 @@ HELP_ISOLATION = (
     "fork: run each test that uses orcjit in a forked child (default); none: run in-process"
 )
 HELP_TIMEOUT = "kill a forked test after SECONDS and fail it (default: none; 0 = none)"
+HELP_LIBS = (
+    "shared libraries that kernels call (a BLAS, cudart), loaded into the process before "
+    "linking: names found as -lNAME finds them (gomp, omp, m) or paths (default: none; "
+    "-fopenmp in the flags loads the compiler's OpenMP runtime by itself)"
+)
 MARKER_HELP = (
-    "orcjit(sources=[...], cflags=[...], defines={...}, timeout=None, isolation=None): "
-    "the test's library holds exactly these sources (relative to the test file's "
-    "directory), compiled with these extra flags; timeout and isolation override "
-    "--orcjit-timeout and --orcjit-isolation"
+    "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
+    "isolation=None): the test's library holds exactly these sources (relative to the test "
+    "file's directory), compiled with these extra flags; libs, timeout and isolation "
+    "override --orcjit-libs, --orcjit-timeout and --orcjit-isolation"
 )
 
 MSG_INVALID = "orcjit: invalid {what} {value!r} from {origin}: {expected}"
@@ -49,9 +54,10 @@ MSG_DIRECTORY = (
     "--orcjit-sources or write --orcjit-sources=GLOB"
 )
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
+MSG_LIBRARY = "orcjit: cannot load the shared library {name!r} from {origin}: {error}"
 
 ISOLATIONS = ("fork", "none")
-MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
+MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation")
 ORCJIT_FIXTURES = frozenset({"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects"})
 
 # (name, help, ini type): --orcjit-<name> on the command line, orcjit_<name> in the ini file.
@@ -64,6 +70,7 @@ OPTIONS = (
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("libs", HELP_LIBS, "args"),
 )
 
 
@@ -72,9 +79,10 @@ def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("orcjit", "compile kernels and load them with ORC JIT")
     for name, text, ini_type in OPTIONS:
         flag = f"--orcjit-{name}"
-        if name == "sources":
-            group.addoption(flag, dest="orcjit_sources", nargs="+", action="extend",
-                            metavar="GLOB", help=text)  # fmt: skip
+        if name in ("sources", "libs"):
+            metavar = "GLOB" if name == "sources" else "NAME"
+            group.addoption(flag, dest=f"orcjit_{name}", nargs="+", action="extend",
+                            metavar=metavar, help=text)  # fmt: skip
         elif name == "isolation":
             group.addoption(flag, dest="orcjit_isolation", choices=ISOLATIONS, help=text)
         else:
@@ -103,6 +111,8 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    libs: Picked
+    """The shared libraries to load (a tuple of names and paths) and where they were given."""
 
     @property
     def configured(self) -> bool:
@@ -122,6 +132,7 @@ class ItemSettings:
     timeout: float | None
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
+    libs: Picked
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -160,6 +171,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        libs=parse_libs(pick(config, "libs")),
     )
 
 
@@ -196,6 +208,7 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         timeout=parse_timeout(found["timeout"]) if "timeout" in found else session.timeout,
         sources=sources,
         flags=flags,
+        libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
     )
 
 
@@ -246,6 +259,19 @@ def define_flags(picked: Picked) -> tuple[str, ...]:
     return tuple(
         f"-D{k}" if v is None or v is True else f"-D{k}={v}" for k, v in picked.value.items()
     )
+
+
+def parse_libs(picked: Picked) -> Picked:
+    """Library names or paths: one string or a list of them; a tuple, with its origin."""
+    value = picked.value
+    if value is None:
+        return Picked((), picked.origin)
+    libs = [value] if isinstance(value, (str, os.PathLike)) else value
+    if isinstance(libs, Sequence) and all(isinstance(lib, (str, os.PathLike)) for lib in libs):
+        names = tuple(os.fspath(lib) for lib in libs)
+        if all(names):
+            return Picked(names, picked.origin)
+    raise _invalid("libs", value, picked.origin, "a library name or path, or a list of them")
 
 
 def parse_jobs(picked: Picked) -> int:
