@@ -14,6 +14,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -140,6 +142,7 @@ struct KnownLibrary {
   const char* names;     // whole names, separated by spaces
 };
 
+// The two OpenMP runtimes first, then the OpenMP functions both define (DescribeLinkFailure).
 constexpr KnownLibrary kKnownLibraries[] = {
     {"the LLVM OpenMP runtime, libomp", "omp", true, "__kmpc_ __kmp_ kmp_", ""},
     {"the GNU OpenMP runtime, libgomp", "gomp", true, "GOMP_ GOACC_", ""},
@@ -177,10 +180,11 @@ const KnownLibrary* LibraryDefining(llvm::StringRef symbol) {
   return nullptr;
 }
 
-/// The paths of the files in `files` whose objects reference `symbol` without defining it.
-std::string ReferencingObjects(
-    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files,
-    llvm::StringRef symbol) {
+using ObjectFiles = std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>;
+
+/// The paths of the files in `files` whose objects reference one of `symbols` without defining it,
+/// separated by commas.
+std::string ReferencingObjects(const ObjectFiles& files, const std::set<std::string>& symbols) {
   std::string found;
   for (const auto& [path, bytes] : files) {
     auto object = llvm::object::ObjectFile::createObjectFile(bytes->getMemBufferRef());
@@ -196,7 +200,7 @@ std::string ReferencingObjects(
         llvm::consumeError(name.takeError());
         continue;
       }
-      if ((*flags & llvm::object::SymbolRef::SF_Undefined) && *name == symbol) {
+      if ((*flags & llvm::object::SymbolRef::SF_Undefined) && symbols.count(name->str())) {
         found += (found.empty() ? "" : ", ") + path;
         break;
       }
@@ -205,53 +209,66 @@ std::string ReferencingObjects(
   return found;
 }
 
-/// "undefined symbol 'x'" with the objects that reference it and, for a symbol of a known shared
-/// library, which one and how to load it; `unknown` is set for a symbol of no known library.
-std::string DescribeUndefined(
-    const std::string& reason,
-    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files,
-    bool& unknown) {
-  llvm::StringRef symbol(reason);
-  if (!symbol.consume_front("undefined symbol '") || !symbol.consume_back("'")) return reason;
-  std::string described = reason;
-  std::string referencing = ReferencingObjects(files, symbol);
-  if (!referencing.empty()) described += ", referenced by " + referencing;
-  const KnownLibrary* library = LibraryDefining(symbol);
-  if (library == nullptr) {
-    unknown = true;
-    return described;
+/// "undefined symbol 'x'" (or "undefined symbols 'x', 'y'") and the objects that reference them.
+std::string DescribeUndefined(const std::set<std::string>& symbols, const ObjectFiles& files) {
+  std::string described = symbols.size() == 1 ? "undefined symbol " : "undefined symbols ";
+  const char* separator = "";
+  for (const std::string& symbol : symbols) {
+    described += separator + ("'" + symbol + "'");
+    separator = ", ";
   }
-  described += std::string(" (") + library->what + "): ";
-  if (library->openmp) described += "compile with -fopenmp through the plugin's flags, or ";
-  described += std::string("load it with --orcjit-libs ") + library->load +
-               " / pytest_orcjit.load_shared_library(\"" + library->load + "\")";
+  std::string referencing = ReferencingObjects(files, symbols);
+  if (!referencing.empty()) described += ", referenced by " + referencing;
   return described;
 }
 
 /// Turns a failed link into one message: what ORC reported for the library (the reasons), then
-/// what the lookup itself returned, each undefined symbol with the objects that reference it.
-std::string DescribeLinkFailure(
-    llvm::Error err, const llvm::orc::JITDylib* dylib,
-    const std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>>& files) {
+/// what the lookup itself returned. Undefined symbols come with the objects that reference them,
+/// grouped by the known shared library that defines them, with how to load it.
+std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib,
+                                const ObjectFiles& files) {
   std::vector<std::string> reasons = TakeReportedErrors(dylib);
   for (std::string& returned : DescribeErrors(std::move(err)))
     reasons.push_back(std::move(returned));
-  std::ostringstream os;
-  const char* separator = "";
-  bool unknown = false;
+  std::vector<std::string> parts;
+  std::set<std::string> unknown;
+  std::map<const KnownLibrary*, std::set<std::string>> known;
   for (const std::string& reason : reasons) {
-    os << separator << DescribeUndefined(reason, files, unknown);
-    separator = "; ";
+    llvm::StringRef symbol(reason);
+    if (!symbol.consume_front("undefined symbol '") || !symbol.consume_back("'")) {
+      parts.push_back(reason);
+    } else if (const KnownLibrary* library = LibraryDefining(symbol)) {
+      known[library].insert(symbol.str());
+    } else {
+      unknown.insert(symbol.str());
+    }
   }
-  if (unknown) {
-    os << ": no object in the library defines it and the process does not export it; add the "
-          "object that defines it to the library, or load the shared library that does "
-          "(pytest_orcjit.load_shared_library, --orcjit-libs)";
+  // The OpenMP functions both runtimes define go with the runtime the other symbols name.
+  const KnownLibrary* either = &kKnownLibraries[2];
+  for (const KnownLibrary* runtime : {&kKnownLibraries[0], &kKnownLibraries[1]}) {
+    if (known.count(either) && known.count(runtime)) {
+      known[runtime].insert(known[either].begin(), known[either].end());
+      known.erase(either);
+    }
   }
-  if (os.str().find("out of range") != std::string::npos) {
-    os << ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+  for (const auto& [library, symbols] : known) {
+    std::string part = DescribeUndefined(symbols, files) + " (" + library->what + "): ";
+    if (library->openmp) part += "compile with -fopenmp through the plugin's flags, or ";
+    parts.push_back(part + "load it with --orcjit-libs " + library->load +
+                    " / pytest_orcjit.load_shared_library(\"" + library->load + "\")");
   }
-  return os.str();
+  if (!unknown.empty()) {
+    parts.push_back(DescribeUndefined(unknown, files) +
+                    ": no object in the library defines it and the process does not export it; "
+                    "add the object that defines it to the library, or load the shared library "
+                    "that does (pytest_orcjit.load_shared_library, --orcjit-libs)");
+  }
+  std::string message;
+  for (const std::string& part : parts) message += (message.empty() ? "" : "; ") + part;
+  if (message.find("out of range") != std::string::npos) {
+    message += ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+  }
+  return message;
 }
 
 /// The `size` bytes of the file opened as `fd`, read into memory; ValueError naming `path`.
