@@ -23,19 +23,19 @@ def describe(source: Path, obj: Path, rootdir: Path) -> str:
     return f"{relative(source, rootdir)} ({relative(obj, rootdir)})"
 
 
-def name_sources(error: BaseException, objects: Mapping[str, str]) -> None:
-    """Replace, in the messages of ``error`` and its causes, each object path with its name.
+def name_sources(error: BaseException, sources: Mapping[Path, Path], rootdir: Path) -> None:
+    """Name by its source each object of ``sources`` (object -> source) that ``error`` names.
 
-    ``objects`` maps the path of each object (as given to the core) to how to
-    name it (:func:`describe`). Only string arguments of the exceptions change;
-    an error is rewritten once.
+    Rewrites the messages of ``error`` and of the errors it was raised from
+    (only their string arguments), once per error.
     """
+    names = {str(obj): describe(source, obj, rootdir) for obj, source in sources.items()}
     seen: set[int] = set()
     current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    while names and current is not None and id(current) not in seen:
         seen.add(id(current))
         if not getattr(current, _NAMED, False) and current.args:
-            args = tuple(_rename(arg, objects) for arg in current.args)
+            args = tuple(_rename(arg, names) for arg in current.args)
             if args != current.args:
                 current.args = args
             with contextlib.suppress(AttributeError):  # an exception type with __slots__

@@ -17,6 +17,7 @@ imported inside the hooks and fixtures that need the JIT.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 import tempfile
 import warnings
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import error_sources, settings, shared_libraries
+from . import error_sources, kernel_libraries, settings
 from .cache import CacheWarning
 from .compiler import (
     Builder,
@@ -38,7 +39,6 @@ from .compiler import (
     Unit,
     find_cc,
     find_cxx,
-    openmp_runtime,
     tvm_ffi_version,
 )
 from .settings import ItemSettings, SessionSettings
@@ -77,6 +77,8 @@ class State:
     forked: bool = False
     sources: dict[Path, Path] = field(default_factory=dict)
     """The source of every object compiled in this run, which errors name (error_sources)."""
+    libraries: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    """The shared libraries (name, compiler) found in the pytest process, which children inherit."""
 
 
 STATE = pytest.StashKey[State]()
@@ -97,13 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
-    libs = state.settings.libs
-    for name in libs.value:  # found now, loaded by the tests that link
-        try:
-            shared_libraries.find(name, _cxx_command(config))
-        except ValueError as err:
-            msg = settings.MSG_LIBRARY.format(name=name, origin=libs.origin, error=err)
-            raise pytest.UsageError(msg) from None
+    try:
+        kernel_libraries.check(state.settings.libs, _cxx_command(config))
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -144,7 +143,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
-    warm = _prepare_children(item)
+    warm = _prepare_libraries(item, then=_prepare_children(item))
     from . import isolation
 
     state.forked = True
@@ -185,9 +184,27 @@ def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
         return None
     from .api import warm_objects
 
+    return functools.partial(warm_objects, session, objects)
+
+
+def _prepare_libraries(
+    item: pytest.Item, then: Callable[[], object] | None
+) -> Callable[[], object] | None:
+    """Find the item's shared libraries here; return what a new fork server calls: load, then.
+
+    A library found for the first time starts a new fork server (see ``kernel_libraries``).
+    """
+    state = item.config.stash[STATE]
+    needed = libraries_of(item)
+    if kernel_libraries.find_new(needed, state.libraries):
+        state.generation += 1
+    if not needed:
+        return then
+
     def warm() -> None:
-        load_libraries(item)  # before forking: the children inherit them
-        warm_objects(session, objects)
+        kernel_libraries.load(needed)
+        if then is not None:
+            then()
 
     return warm
 
@@ -207,7 +224,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if isinstance(resolved, str):
         pytest.fail(resolved, pytrace=False)
     try:
-        load_libraries(item)
+        kernel_libraries.load(libraries_of(item))
     except ValueError as err:
         pytest.fail(str(err), pytrace=False)
 
@@ -215,11 +232,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Errors name the sources, not the cache files, of the objects (``error_sources``)."""
-    if call.excinfo is not None and item.config.stash[STATE].sources:
-        rootdir = item.config.rootpath
+    if call.excinfo is not None:
         sources = item.config.stash[STATE].sources
-        names = {str(o): error_sources.describe(s, o, rootdir) for o, s in sources.items()}
-        error_sources.name_sources(call.excinfo.value, names)
+        error_sources.name_sources(call.excinfo.value, sources, item.config.rootpath)
     return (yield)
 
 
@@ -315,7 +330,7 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
             settings.Picked(cflags, "orcjit_compile(cflags=...)"), "cflags"
         )
         if isinstance(source, str) and "\n" in source:
-            obj = builder(config).compile_text(source, flags, language)
+            obj, is_c = builder(config).compile_text(source, flags, language), language == "c"
         else:
             path = base / source
             if not path.is_file():
@@ -323,12 +338,11 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
                     f"orcjit_compile: no such source file {path}; a path is relative to the "
                     "test file's directory, and source text must span lines (contain a newline)"
                 )
-            obj = builder(config).compile(path, flags)
+            obj, is_c = builder(config).compile(path, flags), path.suffix == ".c"
             config.stash[STATE].sources[obj] = path
-        compiler = builder(config).cc if language == "c" else builder(config).cxx
-        runtime = openmp_runtime(compiler, [*builder(config).base, *flags])
-        if runtime is not None:
-            _load(runtime, compiler.command, "orcjit_compile(cflags=...) -fopenmp")
+        b, session_flags = builder(config), config.stash[STATE].settings.cflags
+        compilers = lambda: [b.cc if is_c else b.cxx]  # noqa: E731
+        kernel_libraries.load(kernel_libraries.runtimes([*session_flags, *flags], compilers))
         return obj
 
     return compile_one
@@ -387,35 +401,18 @@ def builder(config: pytest.Config) -> Builder:
     return state.builder
 
 
-def load_libraries(item: pytest.Item) -> None:
-    """Load the item's shared libraries: its libs, and the OpenMP runtime of -fopenmp.
-
-    Raises ValueError naming the library and where it was asked for. Cheap
-    when they are loaded already (in the pytest process or the fork server).
-    """
+def libraries_of(item: pytest.Item) -> list[kernel_libraries.Needed]:
+    """The shared libraries the item needs (``kernel_libraries.needed``)."""
     resolved = item_settings(item)
     if isinstance(resolved, str) or not resolved.uses_orcjit:
-        return
-    for name in resolved.libs.value:
-        _load(name, _cxx_command(item.config), resolved.libs.origin)
+        return []
+
+    def compilers() -> set[Compiler]:
+        b = builder(item.config)
+        return {b.cc if unit.source.suffix == ".c" else b.cxx for unit in units_of(item)} or {b.cxx}
+
     flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
-    if not any(flag.startswith("-fopenmp") for flag in flags):
-        return
-    languages = {unit.source.suffix == ".c" for unit in units_of(item)} or {False}
-    for is_c in languages:
-        compiler = builder(item.config).cc if is_c else builder(item.config).cxx
-        runtime = openmp_runtime(compiler, flags)
-        if runtime is not None:
-            _load(runtime, compiler.command, f"-fopenmp of {compiler.command[0]}")
-
-
-def _load(name: str, compiler: Sequence[str], origin: str) -> None:
-    from .api import load_shared_library
-
-    try:
-        load_shared_library(name, compiler)
-    except (TypeError, ValueError) as err:
-        raise ValueError(settings.MSG_LIBRARY.format(name=name, origin=origin, error=err)) from None
+    return kernel_libraries.needed(resolved.libs, _cxx_command(item.config), flags, compilers)
 
 
 def _cxx_command(config: pytest.Config) -> list[str]:
