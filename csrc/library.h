@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "init_fini.h"
+#include "link_errors.h"
 #include "memory.h"
 #include "object_cache.h"
 #include "process_symbols.h"
@@ -126,7 +127,7 @@ class LibraryObj : public tvm::ffi::Object {
   std::vector<std::shared_ptr<const CachedObject>> linked_objects_;
   /// The bytes of each object added from a file, by its path, which link errors search for the
   /// objects that reference an undefined symbol (shared with the session's cache of the files).
-  std::vector<std::pair<std::string, std::shared_ptr<llvm::MemoryBuffer>>> files_;
+  ObjectFiles files_;
   uint64_t next_object_ = 0;
   /// Functions resolved so far, by export name.
   llvm::StringMap<void*> functions_;
