@@ -12,6 +12,9 @@ Two shapes of the same engine are offered:
 * the shape of apache-tvm-ffi-orcjit: ``ExecutionSession()``,
   ``default_session()`` and ``session.load_module(objects)``, which returns a
   plain ``tvm_ffi.Module``.
+
+Kernels that call a shared library the process has not loaded (an OpenMP
+runtime, a BLAS, libcudart) link once :func:`load_shared_library` loaded it.
 """
 
 from __future__ import annotations
