@@ -17,6 +17,7 @@
 
 #include "compat.h"
 #include "graph_copy.h"
+#include "link_errors.h"
 #include "object_cache.h"
 #include "object_check.h"
 
@@ -125,32 +126,6 @@ void DeleteFunctionHandle(void* self) {
 std::string DescribeSymbol(llvm::StringRef symbol) {
   if (symbol.consume_front(kExportPrefix)) return "the TVM-FFI export '" + symbol.str() + "'";
   return "symbol '" + symbol.str() + "'";
-}
-
-/// Turns a failed link into one message: what ORC reported for the library (the reasons), then
-/// what the lookup itself returned.
-std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib) {
-  std::vector<std::string> reasons = TakeReportedErrors(dylib);
-  for (std::string& returned : DescribeErrors(std::move(err)))
-    reasons.push_back(std::move(returned));
-  std::ostringstream os;
-  const char* separator = "";
-  for (const std::string& reason : reasons) {
-    os << separator << reason;
-    separator = "; ";
-  }
-  return os.str();
-}
-
-std::string Hint(const std::string& reason) {
-  if (reason.find("undefined symbol") != std::string::npos) {
-    return ": no object in the library defines it and the process does not export it; add the "
-           "object that defines it to the library";
-  }
-  if (reason.find("out of range") != std::string::npos) {
-    return ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
-  }
-  return "";
 }
 
 /// The `size` bytes of the file opened as `fd`, read into memory; ValueError naming `path`.
@@ -320,6 +295,7 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   }
   auto& layer = session_->jit().getObjLinkingLayer();
   llvm::Error added = llvm::Error::success();
+  if (cached) files_.emplace_back(display_name, cached->buffer);
   if (cached && cached->graph) {
     // A copy of the graph prepared for the same weak definitions, or else of the parsed graph,
     // which linking then prepares (graph_copy.h).
@@ -348,9 +324,8 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
 }
 
 void LibraryObj::ThrowLinkFailure(llvm::Error err) const {
-  std::string reason = DescribeLinkFailure(std::move(err), dylib_);
-  TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason
-                              << Hint(reason);
+  std::string reason = DescribeLinkFailure(std::move(err), dylib_, files_);
+  TVM_FFI_THROW(RuntimeError) << "cannot link library '" << name_ << "': " << reason;
   TVM_FFI_UNREACHABLE();
 }
 
@@ -480,6 +455,7 @@ std::string LibraryObj::CloseDetached() {
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
   linked_objects_.clear();  // so do their graphs'
+  files_.clear();
   dylib_ = nullptr;
   runtime_.reset();
   arena_.reset();
@@ -527,8 +503,8 @@ tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any
                type == tvm::ffi::TypeIndex::kTVMFFISmallBytes) {
       library->AddBytes(object.cast<tvm::ffi::Bytes>());
     } else {
-      TVM_FFI_THROW(TypeError) << "load_module takes paths and bytes of object files, not "
-                               << object.GetTypeKey();
+      TVM_FFI_THROW(TypeError) << "load_module takes a path (str or os.PathLike) or object-file "
+                               << "bytes for each object, not " << object.GetTypeKey();
     }
   }
   library->Link();

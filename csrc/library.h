@@ -38,6 +38,7 @@
 #include "ffi_registrations.h"
 #include "init_fini.h"
 #include "library_thunks.h"
+#include "link_errors.h"
 #include "memory.h"
 #include "object_cache.h"
 #include "process_symbols.h"
@@ -137,6 +138,9 @@ class LibraryObj : public tvm::ffi::Object {
   std::vector<std::string> objects_;
   /// The cached objects whose graphs were copied into the library (their bytes are its content).
   std::vector<std::shared_ptr<const CachedObject>> linked_objects_;
+  /// The bytes of each object added from a file, by its path, which link errors search for the
+  /// objects that reference an undefined symbol (shared with the session's cache of the files).
+  ObjectFiles files_;
   uint64_t next_object_ = 0;
   /// Functions resolved so far, by export name.
   llvm::StringMap<void*> functions_;

@@ -13,6 +13,7 @@
 
 #include "compat.h"
 #include "init_fini.h"
+#include "shared_libraries.h"
 
 namespace orcjit {
 
@@ -33,6 +34,15 @@ ProcessSymbols::ProcessSymbols() {
 
 ExecutorAddr ProcessSymbols::Find(const SymbolStringPtr& name) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // A shared library loaded since may define the names that were not found: look them up again.
+  uint64_t generation = SharedLibraryGeneration();
+  if (generation != generation_) {
+    generation_ = generation;
+    // Erasing leaves a tombstone: the other iterators stay valid.
+    for (auto answer = found_.begin(); answer != found_.end(); ++answer) {
+      if (!answer->second) found_.erase(answer);
+    }
+  }
   auto [it, inserted] = found_.try_emplace(name);
   if (inserted) {
     // Pooled symbol names are NUL-terminated.

@@ -41,7 +41,8 @@ namespace orcjit {
 
 /// The symbols of the shared libraries the process uses. Python loads extension modules
 /// RTLD_LOCAL, so libtvm_ffi and libstdc++ may be invisible to dlsym(RTLD_DEFAULT): they are
-/// searched by handle too. Every answer, found or not, is remembered for the session.
+/// searched by handle too. Every answer, found or not, is remembered for the session, a name not
+/// found until a shared library is loaded for kernels (shared_libraries.h).
 class ProcessSymbols {
  public:
   ProcessSymbols();
@@ -57,6 +58,8 @@ class ProcessSymbols {
   std::vector<void*> handles_;
   std::mutex mutex_;
   llvm::DenseMap<llvm::orc::SymbolStringPtr, llvm::orc::ExecutorAddr> found_;
+  /// The shared-library generation the names not found were looked up in.
+  uint64_t generation_ = 0;
 };
 
 /// The definition generator of the session's "<process>" JITDylib, which ORC consults for the

@@ -12,24 +12,32 @@ Two shapes of the same engine are offered:
 * the shape of apache-tvm-ffi-orcjit: ``ExecutionSession()``,
   ``default_session()`` and ``session.load_module(objects)``, which returns a
   plain ``tvm_ffi.Module``.
+
+Kernels that call a shared library the process has not loaded (an OpenMP
+runtime, a BLAS, libcudart) link once :func:`load_shared_library` loaded it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
 import tvm_ffi
 from tvm_ffi import Object, register_object
 
-from . import _ffi_api
+from . import _ffi_api, shared_libraries
 
 ObjectSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 """An object file: a path, or the bytes of one."""
 _PATH_TYPES = (str, os.PathLike)
 _BYTES_TYPES = (bytes, bytearray, memoryview)
 
+MSG_OBJECT_TYPE = (
+    "an object file is given as a path (str or os.PathLike) or object-file bytes "
+    "(bytes, bytearray, memoryview), not {type}"
+)
 MSG_NO_OBJECTS = (
     "load_module() got an empty list of objects; pass a path, the bytes of an object, "
     "or a list of at least one (did a glob match nothing?)"
@@ -157,9 +165,42 @@ def create_session() -> ExecutionSession:
 def default_session() -> ExecutionSession:
     """Return the process-wide session, created on the first call.
 
-    Safe to call from many threads: all of them get the same session.
+    Every call returns the same object (``default_session() is
+    default_session()``), from any thread.
     """
-    return _ffi_api.default_session()  # type: ignore[attr-defined, no-any-return]
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = _ffi_api.default_session()  # type: ignore[attr-defined]
+    return _default
+
+
+_default: ExecutionSession | None = None
+_default_lock = threading.Lock()
+
+
+def load_shared_library(
+    name_or_path: str | os.PathLike[str], compiler: str | Sequence[str] | None = None
+) -> str:
+    """Make a shared library's symbols visible to every JIT library of every session.
+
+    For kernels that call a library the process does not load by itself: an
+    OpenMP runtime (``"omp"`` for clang's ``-fopenmp``, ``"gomp"`` for gcc's),
+    a BLAS, ``"cudart"``. A bare name is found as ``-l<name>`` would find it:
+    through ``compiler -print-file-name=lib<name>.so`` (``compiler`` defaults
+    to $CXX, else ``c++``, ``clang++`` or ``g++`` on PATH), then the loader's
+    cache (``ldconfig -p``), then ``LD_LIBRARY_PATH``; a path (with a ``/``)
+    is used as it is. The library is loaded ``RTLD_GLOBAL`` and stays for the
+    rest of the process; sessions that were linked before see it from their
+    next link. Loading one twice is harmless.
+
+    Returns the path the library was loaded from. Raises ``ValueError`` saying
+    where it looked when it is not found, or why the loader refused it.
+    """
+    files = shared_libraries.find(name_or_path, compiler)
+    loaded = [_ffi_api.load_shared_library(file) for file in files]  # type: ignore[attr-defined]
+    return str(loaded[0])
 
 
 def llvm_version() -> str:
@@ -199,6 +240,4 @@ def _normalize(obj: object) -> str | bytes:
         return bytes(obj)
     if isinstance(obj, _PATH_TYPES):
         return os.fspath(obj)
-    raise TypeError(
-        f"an object file is a path (str or os.PathLike) or its bytes, not {type(obj).__name__}"
-    )
+    raise TypeError(MSG_OBJECT_TYPE.format(type=type(obj).__name__))

@@ -86,6 +86,28 @@ def language_of(source: Path) -> str:
     raise ValueError(f"{source}: unknown source kind (expected one of {known})")
 
 
+def openmp_runtime(compiler: Compiler, flags: Iterable[str]) -> str | None:
+    """The OpenMP runtime library (``"omp"``, ``"gomp"``) that ``flags`` make objects call.
+
+    ``-fopenmp`` calls the compiler's own: libomp for clang, libgomp for gcc
+    (libiomp5 for Intel's); ``-fopenmp=libNAME`` names it; the last of these
+    and ``-fno-openmp`` wins. None when no runtime is needed (``-fopenmp-simd``).
+    """
+    runtime = None
+    for flag in flags:
+        if flag == "-fopenmp":
+            runtime = "gomp"
+            if "Intel" in compiler.identity:
+                runtime = "iomp5"
+            elif "clang" in compiler.identity:
+                runtime = "omp"
+        elif flag.startswith("-fopenmp=lib"):
+            runtime = flag.removeprefix("-fopenmp=lib")
+        elif flag == "-fno-openmp":
+            runtime = None
+    return runtime
+
+
 @dataclass(frozen=True)
 class Unit:
     """One compile: an absolute source path and the flags added for it."""
@@ -277,4 +299,5 @@ __all__ = [
     "Unit",
     "find_cc",
     "find_cxx",
+    "openmp_runtime",
 ]

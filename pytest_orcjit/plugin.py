@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import settings
+from . import error_sources, kernel_libraries, settings
 from .cache import CacheWarning
 from .compiler import (
     Builder,
@@ -95,6 +95,10 @@ class State:
     """The cache directory made for a run without pytest's cache (removed at its end)."""
     failures_shown: dict[Unit, str] = field(default_factory=dict)
     """The test whose error shows a source's compile diagnostics; the others point to it."""
+    sources: dict[Path, Path] = field(default_factory=dict)
+    """The source of every object compiled in this run, which errors name (error_sources)."""
+    libraries: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    """The shared libraries (name, compiler) found in the pytest process, which children inherit."""
 
 
 STATE = pytest.StashKey[State]()
@@ -115,6 +119,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
+    try:
+        kernel_libraries.check(state.settings.libs, _cxx_command(config))
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
     timeout = settings.pick(config, "timeout")
     if state.settings.timeout and state.settings.isolation == "none":
         isolation = settings.pick(config, "isolation").origin
@@ -161,7 +169,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
-    warm = _prepare_children(item)
+    warm = _prepare_libraries(item, then=_prepare_children(item))
     from . import isolation
 
     state.forked = True
@@ -212,6 +220,28 @@ def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
     return functools.partial(warm_objects, session, objects)
 
 
+def _prepare_libraries(
+    item: pytest.Item, then: Callable[[], object] | None
+) -> Callable[[], object] | None:
+    """Find the item's shared libraries here; return what a new fork server calls: load, then.
+
+    A library found for the first time starts a new fork server (see ``kernel_libraries``).
+    """
+    state = item.config.stash[STATE]
+    needed = libraries_of(item)
+    if kernel_libraries.find_new(needed, state.libraries):
+        state.generation += 1
+    if not needed:
+        return then
+
+    def warm() -> None:
+        kernel_libraries.load(needed)
+        if then is not None:
+            then()
+
+    return warm
+
+
 def _own_fixture(item: pytest.Item, name: str) -> bool:
     """Whether the fixture ``name`` that ``item`` gets is this plugin's."""
     info = getattr(item, "_fixtureinfo", None)
@@ -226,13 +256,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     resolved = item_settings(item)
     if isinstance(resolved, str):
         pytest.fail(resolved, pytrace=False)
+    try:
+        kernel_libraries.load(libraries_of(item))
+    except ValueError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A test that asked an empty ``orcjit_lib`` for a function learns why it is empty."""
-    report = yield
+    """Errors name the sources, not the cache files, of the objects (``error_sources``).
+
+    A test that asked an empty ``orcjit_lib`` for a function also learns why it is empty.
+    """
     error = call.excinfo.value if call.excinfo is not None else None
+    if error is not None:
+        sources = item.config.stash[STATE].sources
+        error_sources.name_sources(error, sources, item.config.rootpath)
+    report = yield
     if isinstance(error, AttributeError) and "none of its objects (none)" in str(error):
         resolved = item_settings(item)
         if not isinstance(resolved, str) and not resolved.sources:
@@ -302,7 +342,7 @@ def orcjit_objects(request: pytest.FixtureRequest) -> list[Path]:
     outcomes = compile_units(item.config, units_of(item))
     for unit, outcome in outcomes.items():
         if outcome.error is not None:
-            source = _relative(unit.source, item.config.rootpath)
+            source = error_sources.relative(unit.source, item.config.rootpath)
             first = show_failure(item, unit)
             message = (
                 MSG_COMPILE_FAILED.format(source=source, diagnostics=outcome.error.diagnostics)
@@ -364,19 +404,26 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
         before.add(built.stats)
         try:
             if isinstance(source, str) and "\n" in source:
-                return built.compile_text(source, flags, language)
-            path = base / source
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"orcjit_compile: no such source file {path}; a path is relative to the test "
-                    "file's directory, and source text must span lines (contain a newline)"
-                )
-            return built.compile(path, flags)
+                obj, is_c = built.compile_text(source, flags, language), language == "c"
+            else:
+                path = base / source
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"orcjit_compile: no such source file {path}; a path is relative to the "
+                        "test file's directory, and source text must span lines (contain a newline)"
+                    )
+                obj, is_c = built.compile(path, flags), path.suffix == ".c"
+                state.sources[obj] = path
         except CompileError as err:
             raise CompileError(err.source, err.command, err.diagnostics, err.what) from None
         finally:
             if os.getpid() != state.pid:  # a forked test: tell the pytest process what it did
                 _report_child_stats(state, built.stats, before)
+        compilers = lambda: [built.cc if is_c else built.cxx]  # noqa: E731
+        kernel_libraries.load(
+            kernel_libraries.runtimes([*state.settings.cflags, *flags], compilers)
+        )
+        return obj
 
     return compile_one
 
@@ -409,6 +456,9 @@ def compile_units(config: pytest.Config, units: Sequence[Unit]) -> dict[Unit, Ou
     if missing:
         state.outcomes.update(builder(config).compile_many(missing, state.settings.jobs))
         state.generation += 1
+        for unit in missing:
+            if state.outcomes[unit].object not in (None, unit.source):
+                state.sources[state.outcomes[unit].object] = unit.source  # type: ignore[index]
     outcomes = {unit: state.outcomes[unit] for unit in units}
     for outcome in outcomes.values():
         for note in outcome.notes:
@@ -432,6 +482,25 @@ def builder(config: pytest.Config) -> Builder:
             cxx, cache_dir, cc=cc, std=s.std, cflags=s.cflags, cuda=cuda, use_pch=s.pch
         )
     return state.builder
+
+
+def libraries_of(item: pytest.Item) -> list[kernel_libraries.Needed]:
+    """The shared libraries the item needs (``kernel_libraries.needed``)."""
+    resolved = item_settings(item)
+    if isinstance(resolved, str) or not resolved.uses_orcjit:
+        return []
+
+    def compilers() -> set[Compiler]:
+        b = builder(item.config)
+        return {b.cc if unit.source.suffix == ".c" else b.cxx for unit in units_of(item)} or {b.cxx}
+
+    flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
+    return kernel_libraries.needed(resolved.libs, _cxx_command(item.config), flags, compilers)
+
+
+def _cxx_command(config: pytest.Config) -> list[str]:
+    """The C++ compiler whose library paths --orcjit-libs names are searched in first."""
+    return shlex.split(config.stash[STATE].settings.cxx.value or find_cxx())
 
 
 def jit_session(config: pytest.Config) -> ExecutionSession:
@@ -517,10 +586,3 @@ def _cache_dir(config: pytest.Config) -> Path:
     if state.temporary_cache is None:  # -p no:cacheprovider: removed at the end of the run
         state.temporary_cache = Path(tempfile.mkdtemp(prefix="pytest-orcjit-"))
     return state.temporary_cache
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)

@@ -55,11 +55,16 @@ HELP_PCH = (
     "of them (default); off: never"
 )
 HELP_CUDA_DEVICE = "the CUDA device index that the orcjit_cuda_device fixture gives (default: 0)"
+HELP_LIBS = (
+    "shared libraries that kernels call (a BLAS, cudart), loaded into the process before "
+    "linking: names found as -lNAME finds them (gomp, omp, m) or paths (default: none; "
+    "-fopenmp in the flags loads the compiler's OpenMP runtime by itself)"
+)
 MARKER_HELP = (
-    "orcjit(sources=[...], cflags=[...], defines={...}, timeout=None, isolation=None): "
-    "the test's library holds exactly these sources (relative to the test file's "
-    "directory), compiled with these extra flags; timeout and isolation override "
-    "--orcjit-timeout and --orcjit-isolation"
+    "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
+    "isolation=None): the test's library holds exactly these sources (relative to the test "
+    "file's directory), compiled with these extra flags; libs, timeout and isolation "
+    "override --orcjit-libs, --orcjit-timeout and --orcjit-isolation"
 )
 
 MSG_INVALID = "orcjit: invalid {what} {value!r} from {origin}: {expected}"
@@ -78,6 +83,7 @@ MSG_TIMEOUT_IN_PROCESS = (
     "tests are timed out"
 )
 MSG_MARKER_ARGS = "orcjit: the orcjit marker on {where} takes keyword arguments only ({names})"
+MSG_LIBRARY = "orcjit: cannot load the shared library {name!r} from {origin}: {error}"
 
 ISOLATIONS = ("fork", "none")
 PCH_MODES = ("auto", "off")
@@ -85,7 +91,7 @@ CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
 PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
 """Options whose value may be a path (which must follow '=' on the command line)."""
-MARKER_KEYS = ("sources", "cflags", "defines", "timeout", "isolation")
+MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
@@ -101,6 +107,7 @@ OPTIONS = (
     ("jobs", HELP_JOBS, "string"),
     ("isolation", HELP_ISOLATION, "string"),
     ("timeout", HELP_TIMEOUT, "string"),
+    ("libs", HELP_LIBS, "args"),
     ("launcher", HELP_LAUNCHER, "args"),
     ("pch", HELP_PCH, "string"),
     ("nvcc", HELP_NVCC, "string"),
@@ -115,9 +122,10 @@ def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("orcjit", "compile kernels and load them with ORC JIT")
     for name, text, ini_type in OPTIONS:
         flag = cli_flag(name)
-        if name == "sources":
-            group.addoption(flag, dest="orcjit_sources", nargs="+", action="extend",
-                            metavar="GLOB", help=text)  # fmt: skip
+        if name in ("sources", "libs"):
+            metavar = "GLOB" if name == "sources" else "NAME"
+            group.addoption(flag, dest=f"orcjit_{name}", nargs="+", action="extend",
+                            metavar=metavar, help=text)  # fmt: skip
         elif name in CHOICES:
             group.addoption(flag, dest=f"orcjit_{name}", choices=CHOICES[name], help=text)
         else:
@@ -152,6 +160,8 @@ class SessionSettings:
     jobs: int
     isolation: str
     timeout: float | None
+    libs: Picked
+    """The shared libraries to load (a tuple of names and paths) and where they were given."""
     launcher: tuple[str, ...]
     pch: bool
     nvcc: Picked
@@ -177,6 +187,7 @@ class ItemSettings:
     timeout: float | None
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
+    libs: Picked
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -216,6 +227,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         jobs=parse_jobs(pick(config, "jobs")),
         isolation=parse_isolation(pick(config, "isolation"), "fork"),
         timeout=parse_timeout(pick(config, "timeout")),
+        libs=parse_libs(pick(config, "libs")),
         launcher=split_flags(pick(config, "launcher"), "launcher"),
         pch=parse_pch(pick(config, "pch")),
         nvcc=pick(config, "nvcc"),
@@ -270,6 +282,7 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         timeout=parse_timeout(found["timeout"]) if "timeout" in found else session.timeout,
         sources=sources,
         flags=flags,
+        libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
     )
 
 
@@ -320,6 +333,19 @@ def define_flags(picked: Picked) -> tuple[str, ...]:
     return tuple(
         f"-D{k}" if v is None or v is True else f"-D{k}={v}" for k, v in picked.value.items()
     )
+
+
+def parse_libs(picked: Picked) -> Picked:
+    """Library names or paths: one string or a list of them; a tuple, with its origin."""
+    value = picked.value
+    if value is None:
+        return Picked((), picked.origin)
+    libs = [value] if isinstance(value, (str, os.PathLike)) else value
+    if isinstance(libs, Sequence) and all(isinstance(lib, (str, os.PathLike)) for lib in libs):
+        names = tuple(os.fspath(lib) for lib in libs)
+        if all(names):
+            return Picked(names, picked.origin)
+    raise _invalid("libs", value, picked.origin, "a library name or path, or a list of them")
 
 
 def parse_jobs(picked: Picked) -> int:
