@@ -186,7 +186,8 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
       auto linked = library.linked->find(name);
       if (linked != library.linked->end()) addr = linked->second;
     } else {
-      addr = symbols_.Find(name);
+      auto imported = library.imported->find(name);
+      addr = imported != library.imported->end() ? imported->second : symbols_.Find(name);
     }
     if (addr) graph.makeAbsolute(*symbol, addr);
   }
