@@ -53,7 +53,9 @@ def test_a_kept_module_is_released_by_module_globals_remove(
     assert_destroyed_once_in_order(event_log)
 
 
-def test_the_process_exits_cleanly_with_kept_modules(kernels) -> None:
+def test_the_process_exits_cleanly_with_kept_modules(kernels, event_log: Path) -> None:
+    """Nothing closes a kept module's library at exit: its static destructors do not run (README,
+    "Import trees and keep_module_alive")."""
     result = run_python(
         f"""
         from pytest_orcjit import create_session, default_session
@@ -66,6 +68,7 @@ def test_the_process_exits_cleanly_with_kept_modules(kernels) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "exiting" in result.stdout
+    assert events(event_log) == CONSTRUCTORS * 2
 
 
 def test_the_default_differs_from_tvm_ffi_load_module() -> None:
