@@ -504,6 +504,7 @@ std::string LibraryObj::CloseDetached() {
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
   imported_.clear();        // so do these
+  pending_.clear();         // and these, of objects added but never linked
   linked_objects_.clear();  // so do their graphs'
   dylib_ = nullptr;
   runtime_.reset();
