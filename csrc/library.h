@@ -85,7 +85,7 @@ class LibraryObj : public tvm::ffi::Object {
   void LinkAgainst(tvm::ffi::ObjectPtr<LibraryObj> other);
 
   /// The library's `__tvm_ffi__library_bin` and how many bytes its object defines there (its
-  /// symbol's size), with the object's name; no address when no object defines it (after Link()).
+  /// symbol's size), with the object's name; no address when no object defines it. Links first.
   struct LibraryBin {
     const char* data = nullptr;
     uint64_t size = 0;
