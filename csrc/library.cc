@@ -17,6 +17,7 @@
 
 #include "compat.h"
 #include "graph_copy.h"
+#include "library_bin.h"
 #include "link_errors.h"
 #include "object_cache.h"
 #include "object_check.h"
@@ -170,7 +171,7 @@ LibraryObj::LibraryObj(Session session, std::string name)
   session_obj->memory().RegisterArena(dylib_, arena_.get());
   session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
   session_obj->binding().RegisterLibrary(
-      dylib_, {&defined_, arena_->dso_handle(), &linked_, thunks_.get()});
+      dylib_, {&defined_, arena_->dso_handle(), &linked_, thunks_.get(), &imported_});
   session_obj->Attach(this);
 }
 
@@ -288,11 +289,16 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
   // another object, so they cannot stand for this one.
   std::optional<llvm::orc::SymbolStringPtr> representative;
   if (interface.InitSymbol) representative = interface.InitSymbol;
-  std::vector<llvm::orc::SymbolStringPtr> symbols;
+  std::vector<llvm::orc::SymbolStringPtr> symbols, exported;
   for (const auto& [symbol, flags] : interface.SymbolFlags) {
     if (!flags.hasMaterializationSideEffectsOnly()) symbols.push_back(symbol);
+    if (flags.isExported() && !flags.hasMaterializationSideEffectsOnly())
+      exported.push_back(symbol);
     if (!representative && flags.isStrong()) representative = symbol;
   }
+  // The extent of a `__tvm_ffi__library_bin`, which load_module reads (library_bin.h).
+  bool library_bin = interface.SymbolFlags.count(es.intern(tvm::ffi::symbol::tvm_ffi_library_bin));
+  uint64_t library_bin_size = library_bin ? LibraryBinExtent(buffer->getMemBufferRef()) : 0;
   auto& layer = session_->jit().getObjLinkingLayer();
   llvm::Error added = llvm::Error::success();
   if (cached) files_.emplace_back(display_name, cached->buffer);
@@ -317,6 +323,11 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                               << "': " << llvm::toString(std::move(err));
   }
   for (const auto& symbol : symbols) defined_.insert(*symbol);
+  for (const auto& symbol : exported) exported_.insert(*symbol);
+  if (library_bin) {
+    library_bin_size_ = library_bin_size;
+    library_bin_object_ = display_name;
+  }
   if (representative) {
     pending_.push_back(*representative);
   }
@@ -333,6 +344,7 @@ void LibraryObj::Link() {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
   if (pending_.empty()) return;
+  PrepareImports();
   LinkPending();
   if (auto err = runtime_->RunPendingInitializers(name_)) {
     failure_ = llvm::toString(std::move(err));
@@ -350,12 +362,15 @@ void LibraryObj::LinkWithoutRunning() {
     Runtime& runtime;
     ~Abandon() { runtime.Abandon(); }
   } abandon{*runtime_};
-  if (!pending_.empty()) LinkPending();
+  if (pending_.empty()) return;
+  PrepareImports();
+  LinkPending();
 }
 
 void LibraryObj::LinkPending() {
   std::vector<llvm::orc::SymbolStringPtr> objects;
   std::swap(objects, pending_);
+  linked_any_ = true;
   auto& es = session_->jit().getExecutionSession();
   TakeReportedErrors(dylib_);
   // One object at a time, in the order they were added: an object then finds the symbols it takes
@@ -395,6 +410,15 @@ void* LibraryObj::FindSymbol(const std::string& symbol) {
   return LookupLinked(symbol);
 }
 
+LibraryObj::LibraryBin LibraryObj::FindLibraryBin() {
+  Link();
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckOpen();
+  if (library_bin_object_.empty()) return {};
+  auto* data = static_cast<const char*>(LookupLinked(tvm::ffi::symbol::tvm_ffi_library_bin));
+  return {data, library_bin_size_, library_bin_object_};
+}
+
 std::optional<tvm::ffi::Function> LibraryObj::FindFunction(const std::string& name) {
   Link();
   void* address;
@@ -432,8 +456,12 @@ tvm::ffi::Function LibraryObj::GetFunction(const std::string& name) {
 }
 
 std::string LibraryObj::Close() {
+  if (closed()) return "";
+  StartClosing();
   session_->Detach(this);
-  return CloseDetached();
+  std::string crashed = CloseDetached();
+  UnlinkAll();
+  return crashed;
 }
 
 std::string LibraryObj::CloseDetached() {
@@ -454,6 +482,8 @@ std::string LibraryObj::CloseDetached() {
   session->init_fini().UnregisterLibrary(dylib_);
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
+  imported_.clear();        // so do these
+  pending_.clear();         // and these, of objects added but never linked
   linked_objects_.clear();  // so do their graphs'
   files_.clear();
   dylib_ = nullptr;
@@ -508,16 +538,25 @@ tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any
     }
   }
   library->Link();
-  tvm::ffi::Module module(tvm::ffi::make_object<ModuleObj>(library));
-  // Like tvm_ffi.load_module: point the library's context symbols at what the runtime registered.
-  if (void** context =
-          static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
-    *context = module.operator->();
-  }
+  // Like tvm_ffi.load_module: point the library's context symbols at what the runtime registered,
+  // and its `__tvm_ffi__library_ctx` at its module.
   tvm::ffi::Module::VisitContextSymbols([&](tvm::ffi::String symbol, void* value) {
     if (void** slot = static_cast<void**>(library->FindSymbol(std::string(symbol)))) *slot = value;
   });
-  return module;
+  auto library_module = [&library]() {
+    tvm::ffi::Module module(tvm::ffi::make_object<ModuleObj>(library));
+    if (void** context =
+            static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
+      *context = module.operator->();
+    }
+    return module;
+  };
+  // And, as it does, expand the import tree the library carries (library_bin.h).
+  LibraryObj::LibraryBin bin = library->FindLibraryBin();
+  if (bin.data == nullptr) return library_module();
+  std::string where = "library '" + library->name() + "': the " +
+                      tvm::ffi::symbol::tvm_ffi_library_bin + " of '" + bin.object + "'";
+  return ExpandLibraryBin(bin.data, bin.size, where, library_module);
 }
 
 }  // namespace orcjit

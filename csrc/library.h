@@ -9,7 +9,8 @@
 // arena. Functions handed out keep the library object alive; calling one after an explicit
 // close() raises instead of jumping into unmapped memory. Global functions the library registered
 // with tvm-ffi are removed at close; if it registered the reflection of an object type, which
-// tvm-ffi keeps, its arena stays mapped instead (ffi_registrations.h).
+// tvm-ffi keeps, its arena stays mapped instead (ffi_registrations.h). A library may link against
+// other libraries of its session, which then resolve what it does not define (link_order.cc).
 //
 // Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
 // freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
@@ -85,6 +86,23 @@ class LibraryObj : public tvm::ffi::Object {
   /// which later libraries that add the same files start from. Throws as Link() does.
   void LinkWithoutRunning();
 
+  /// Makes the library resolve the symbols its objects use and do not define in `other`'s exported
+  /// (default-visibility) definitions, after the libraries it already links against and before
+  /// the process (link_order.cc). `other` is linked, and its constructors run, before this library
+  /// links. ValueError for a library of another session, for itself or a cycle, and once this
+  /// library has linked; RuntimeError if either is closed. Linking against a library twice does
+  /// nothing.
+  void LinkAgainst(tvm::ffi::ObjectPtr<LibraryObj> other);
+
+  /// The library's `__tvm_ffi__library_bin` and how many bytes its object defines there (its
+  /// symbol's size), with the object's name; no address when no object defines it. Links first.
+  struct LibraryBin {
+    const char* data = nullptr;
+    uint64_t size = 0;
+    std::string object;
+  };
+  LibraryBin FindLibraryBin();
+
   /// The export `name` (symbol `__tvm_ffi_<name>`), after Link(); AttributeError if none.
   tvm::ffi::Function GetFunction(const std::string& name);
   /// The same, or nothing when no object exports `name`.
@@ -94,8 +112,12 @@ class LibraryObj : public tvm::ffi::Object {
 
   /// Runs static destructors, removes the JITDylib and releases the arena. Idempotent. Returns
   /// why a static destructor crashed (the rest of the library's destructors did not run, and it
-  /// closed all the same), or an empty string; only the Python close() raises it.
+  /// closed all the same), or an empty string; only the Python close() raises it. RuntimeError,
+  /// and nothing closed, while an open library links against this one.
   std::string Close();
+
+  /// Closes `libraries`, each after the open libraries that link against it (the session's close).
+  static void CloseInLinkOrder(const std::vector<tvm::ffi::ObjectPtr<LibraryObj>>& libraries);
 
  private:
   friend class SessionObj;
@@ -113,6 +135,13 @@ class LibraryObj : public tvm::ffi::Object {
   void* LookupLinked(const std::string& symbol);
   /// Links the objects of `pending_` (mutex_ held); throws RuntimeError if any fails to link.
   void LinkPending();
+  /// Links the libraries this one links against and collects their exported symbols into
+  /// `imported_`, which the binding plugin binds before the process's (mutex_ held).
+  void PrepareImports();
+  /// Marks the library as closing; RuntimeError naming an open library linked against it.
+  void StartClosing();
+  /// Forgets the libraries it links against (after it closed), which may close them.
+  void UnlinkAll();
   /// Raises RuntimeError for a failed link of this library, with ORC's reasons.
   [[noreturn]] void ThrowLinkFailure(llvm::Error err) const;
 
@@ -133,8 +162,22 @@ class LibraryObj : public tvm::ffi::Object {
   std::vector<llvm::orc::SymbolStringPtr> pending_;
   /// Every symbol the library's objects define, and where each object came from.
   llvm::StringSet<> defined_;
+  /// The symbols the library's objects define with default visibility: what LinkAgainst offers.
+  llvm::StringSet<> exported_;
   /// Where the symbols of linked objects are, filled by the binding plugin (process_symbols.h).
   LinkedSymbols linked_;
+  /// The exported symbols of the libraries it links against, first one first (PrepareImports).
+  LinkedSymbols imported_;
+  /// The libraries it links against, in order, and the libraries that link against it; guarded by
+  /// the link-order mutex (link_order.cc), as is `closing_`.
+  std::vector<tvm::ffi::ObjectPtr<LibraryObj>> linked_against_;
+  std::vector<LibraryObj*> dependents_;
+  bool closing_ = false;
+  /// Whether any object was linked: link order cannot change after that.
+  bool linked_any_ = false;
+  /// The size of the `__tvm_ffi__library_bin` an object defines (library_bin.h), and its name.
+  uint64_t library_bin_size_ = 0;
+  std::string library_bin_object_;
   std::vector<std::string> objects_;
   /// The cached objects whose graphs were copied into the library (their bytes are its content).
   std::vector<std::shared_ptr<const CachedObject>> linked_objects_;

@@ -203,7 +203,8 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
       if (!thunk) return thunk.takeError();
       addr = *thunk;
     } else {
-      addr = symbols_.Find(name);
+      auto imported = library.imported->find(name);
+      addr = imported != library.imported->end() ? imported->second : symbols_.Find(name);
     }
     if (addr) graph.makeAbsolute(*symbol, addr);
   }

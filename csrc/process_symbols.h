@@ -10,11 +10,13 @@
 // absolute symbol inside the graph, before the lookup. It does the same for the symbols a graph
 // takes from objects of its library that are already linked (the copies of inline functions that
 // another object defines, mostly): it records where each emitted graph's symbols are, which is also
-// how the library finds its functions. ORC then looks up only what a graph takes from an object
-// that is linked at the same time, and the names nobody defines (its lookup reports those as
-// undefined). Symbols the library defines keep winning over the process's, and every library gets
-// its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h), and
-// its own atexit, tvm-ffi registration functions and the like (library_thunks.h).
+// how the library finds its functions. A library linked against others (link_order.cc) has their
+// exported symbols bound the same way, after its own and before the process's. ORC then looks up
+// only what a graph takes from an object that is linked at the same time, and the names nobody
+// defines (its lookup reports those as undefined). Symbols the library defines keep winning over
+// the process's, and every library gets its own `__dso_handle` and the `__cxa_atexit` that files
+// destructors with it (init_fini.h), and its own atexit, tvm-ffi registration functions and the
+// like (library_thunks.h).
 //
 // A graph left with no external symbol depends on nothing ORC could be waiting for, yet ORC still
 // walks every edge of it, and groups its symbols by block, to compute its dependencies. For such a
@@ -83,14 +85,16 @@ using LinkedSymbols = llvm::DenseMap<llvm::orc::SymbolStringPtr, llvm::orc::Exec
 class ProcessBindingPlugin final : public ResourcelessPlugin {
  public:
   /// What the plugin needs to know about a library (JITDylib): the symbols its objects define,
-  /// which it reads while the library links, its `__dso_handle`, and the table of its linked
-  /// symbols, which the plugin fills as graphs are emitted (on the thread that links them), and
-  /// its thunks (library_thunks.h).
+  /// which it reads while the library links, its `__dso_handle`, the table of its linked
+  /// symbols, which the plugin fills as graphs are emitted (on the thread that links them), the
+  /// exported symbols of the libraries it links against, which are bound before the process's,
+  /// and its thunks (library_thunks.h).
   struct Library {
     const llvm::StringSet<>* defined;
     void* dso_handle;
     LinkedSymbols* linked;
     LibraryThunks* thunks;
+    const LinkedSymbols* imported;
   };
 
   ProcessBindingPlugin(llvm::orc::ExecutionSession& es, ProcessSymbols& symbols);

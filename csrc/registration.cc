@@ -1,6 +1,7 @@
 // Registers the native core with tvm-ffi: the object types (orcjit.ExecutionSession,
 // orcjit.Library) and the global functions `orcjit.<snake_case>` that pytest_orcjit/_ffi_api.py
 // binds. Nothing else in the core knows it is called from Python.
+#include <tvm/ffi/cast.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/tuple.h>
 #include <tvm/ffi/reflection/registry.h>
@@ -54,6 +55,10 @@ TVM_FFI_STATIC_INIT_BLOCK() {
            [](Library library, std::string path) { library->AddFile(path); })
       .def("orcjit.library_add_bytes",
            [](Library library, ffi::Bytes bytes) { library->AddBytes(bytes); })
+      .def("orcjit.library_link_against",
+           [](Library library, Library other) {
+             library->LinkAgainst(ffi::GetObjectPtr<LibraryObj>(other.get()));
+           })
       .def("orcjit.library_get_function",
            [](Library library, std::string name) { return library->GetFunction(name); })
       .def("orcjit.library_close",

@@ -6,6 +6,7 @@
 #include <llvm/Support/Error.h>
 #include <llvm/TargetParser/Host.h>
 #include <tvm/ffi/c_api.h>
+#include <tvm/ffi/cast.h>
 #include <tvm/ffi/error.h>
 
 #include <mutex>
@@ -166,16 +167,20 @@ void SessionObj::Detach(LibraryObj* library) {
 }
 
 void SessionObj::Close() {
-  std::vector<LibraryObj*> open;
+  std::vector<tvm::ffi::ObjectPtr<LibraryObj>> open;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return;
     closed_ = true;
-    open.assign(libraries_.begin(), libraries_.end());
+    // Held while they close: closing one library may drop the last reference to another that it
+    // links against.
+    for (LibraryObj* library : libraries_)
+      open.push_back(tvm::ffi::GetObjectPtr<LibraryObj>(library));
   }
   // A library detaches itself when it closes; libraries still referenced from Python stay valid
-  // objects that report being closed.
-  for (LibraryObj* library : open) library->Close();
+  // objects that report being closed. Libraries close before those they link against.
+  LibraryObj::CloseInLinkOrder(open);
+  open.clear();
   objects_.Clear();  // its symbol names belong to the JIT's string pool
   if (jit_) {
     if (auto err = jit_->getExecutionSession().endSession()) llvm::consumeError(std::move(err));

@@ -65,7 +65,10 @@ class ExecutionSession(Object):
         return _ffi_api.session_create_library(self, name or "")  # type: ignore[attr-defined]
 
     def load_module(
-        self, objects: ObjectSource | Iterable[ObjectSource], name: str | None = None
+        self,
+        objects: ObjectSource | Iterable[ObjectSource],
+        name: str | None = None,
+        keep_module_alive: bool = False,
     ) -> tvm_ffi.Module:
         """Link one or more objects into a fresh library and return it as a module.
 
@@ -74,6 +77,20 @@ class ExecutionSession(Object):
         and the module's attributes are the exports (``mod.test_add(1, 2)``).
         Link errors (undefined or duplicate symbols) are raised here, not at
         the first call; an empty list is a ValueError.
+
+        As ``tvm_ffi.load_module`` does, the library's context symbols are
+        wired and the import tree it may carry in ``__tvm_ffi__library_bin`` is
+        expanded: each module made by ``ffi.Module.load_from_bytes.<kind>``,
+        the root returned with its ``imports``; a malformed tree is a
+        ValueError.
+
+        ``keep_module_alive=True`` adds the module to tvm-ffi's process-wide
+        set of modules (``ffi.ModuleGlobalsAdd``, as ``tvm_ffi.load_module``
+        does by default): the module, its library and its imports then stay
+        loaded until the process exits (or the session closes), whatever
+        references are dropped. By default the module is an ordinary object:
+        dropping the last reference runs its static destructors and releases
+        its JIT memory.
         """
         one = isinstance(objects, _PATH_TYPES + _BYTES_TYPES)
         # Anything but one object or an iterable of them: _normalize names its type.
@@ -81,7 +98,11 @@ class ExecutionSession(Object):
         items = [_normalize(obj) for obj in sources]
         if not items:
             raise ValueError(MSG_NO_OBJECTS)
-        return _ffi_api.session_load_module(self, items, name or "")  # type: ignore[attr-defined]
+        load = _ffi_api.session_load_module  # type: ignore[attr-defined]
+        module: tvm_ffi.Module = load(self, items, name or "")
+        if keep_module_alive:
+            tvm_ffi.get_global_func("ffi.ModuleGlobalsAdd")(module)
+        return module
 
     def close(self) -> None:
         """Close every open library, then the JIT. Idempotent."""
@@ -131,6 +152,25 @@ class Library(Object):
             _ffi_api.library_add_file(self, item)  # type: ignore[attr-defined]
         else:
             _ffi_api.library_add_bytes(self, item)  # type: ignore[attr-defined]
+
+    def link_against(self, other: Library) -> None:
+        """Resolve what this library's objects use and do not define in ``other``.
+
+        Like a shared library linked with ``-l other``: a symbol this library
+        does not define is taken from ``other``'s exported (default-visibility)
+        definitions before the process's, so ``other`` may also shadow a process
+        symbol (its own ``getpid``). A library may link against several, searched
+        in the order of the calls; only the libraries it links against are
+        searched, not theirs. ``other`` is linked, and its static constructors
+        run, before this library links, and it stays open while this library is:
+        closing it first raises ``RuntimeError`` (the session closes dependents
+        first). Raises ``ValueError`` for a library of another session, for a
+        cycle, and once this library has linked (call it before the first
+        :meth:`get_function`).
+        """
+        if not isinstance(other, Library):
+            raise TypeError(f"link_against takes a Library, not {type(other).__name__}")
+        _ffi_api.library_link_against(self, other)  # type: ignore[attr-defined]
 
     def get_function(self, name: str) -> tvm_ffi.Function:
         """Return the TVM-FFI export ``name`` (the symbol ``__tvm_ffi_<name>``).

@@ -254,6 +254,28 @@ def test_a_returned_object_may_outlive_its_library(kernels, keep: str) -> None:
     assert "survived" in result.stdout
 
 
+def test_a_library_of_unlinked_objects_may_outlive_its_session(kernels) -> None:
+    """Objects added and never linked hold names of the JIT's string pool: a library dropped after
+    its session closed released them into freed memory and corrupted the heap (in two runs of
+    three, at some point of this loop)."""
+    result = run_python(
+        f"""
+        import gc
+        from pytest_orcjit import create_session
+        for _ in range(200):
+            session = create_session()
+            lib = session.create_library()
+            lib.add({str(kernels.object("math_ops.cc"))!r})
+            session.close()
+            del lib, session
+            gc.collect()
+        print("survived")
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "survived" in result.stdout
+
+
 def test_a_kernel_exception_may_outlive_its_library(kernels) -> None:
     """pytest keeps the exceptions of failed tests; a library closed at teardown must not
     leave them pointing into unmapped memory."""
