@@ -76,6 +76,12 @@ def find_cudart() -> Path | None:
     return Path(found) if found else None
 
 
+def runtime_library() -> str:
+    """The CUDA runtime to load for a library of CUDA objects: its path, else ``"cudart"``."""
+    found = find_cudart()
+    return str(found) if found is not None else "cudart"
+
+
 def parse_archs(value: str | Sequence[str]) -> tuple[str, ...]:
     """``"80;90"``, ``"80,90"``, ``"sm_90"`` or a list -> ``("80", "90")``; ValueError if bad."""
     words = value.replace(",", ";").split(";") if isinstance(value, str) else list(value)

@@ -34,6 +34,7 @@ import pytest
 from . import error_sources, kernel_libraries, settings
 from .cache import CacheWarning
 from .compiler import (
+    CUDA_SUFFIXES,
     Builder,
     CompileError,
     Compiler,
@@ -495,7 +496,12 @@ def libraries_of(item: pytest.Item) -> list[kernel_libraries.Needed]:
         return {b.cc if unit.source.suffix == ".c" else b.cxx for unit in units_of(item)} or {b.cxx}
 
     flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
-    return kernel_libraries.needed(resolved.libs, _cxx_command(item.config), flags, compilers)
+    needed = kernel_libraries.needed(resolved.libs, _cxx_command(item.config), flags, compilers)
+    if any(unit.source.suffix in CUDA_SUFFIXES for unit in units_of(item)):
+        from . import cuda  # CUDA objects register their fatbins with the CUDA runtime
+
+        needed.append((cuda.runtime_library(), (), "the .cu sources"))
+    return needed
 
 
 def _cxx_command(config: pytest.Config) -> list[str]:
