@@ -1,4 +1,4 @@
-// CUDA kernels over float32 tensors on the GPU: vector add and a sum reduction.
+// CUDA kernels over float32 tensors on the GPU: `vector_add` and a `vector_sum` reduction.
 //
 // The host functions check their inputs (device, dtype, shape), launch on the stream that the
 // caller set for the device (TVMFFIEnvGetStream: torch's current stream when called with torch
@@ -107,7 +107,7 @@ int64_t DeviceCount() {
 
 }  // namespace
 
-TVM_FFI_DLL_EXPORT_TYPED_FUNC(add, Add);
-TVM_FFI_DLL_EXPORT_TYPED_FUNC(sum, Sum);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(vector_add, Add);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(vector_sum, Sum);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(runtime_version, RuntimeVersion);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(device_count, DeviceCount);

@@ -55,7 +55,7 @@ def test_add(orcjit_lib, orcjit_cuda_device, rng, n):
     x, y = rng.standard_normal(n, np.float32), rng.standard_normal(n, np.float32)
     dx, dy = to_device(x, orcjit_cuda_device), to_device(y, orcjit_cuda_device)
     out = to_device(np.empty_like(x), orcjit_cuda_device)
-    orcjit_lib.add(dx, dy, out)
+    orcjit_lib.vector_add(dx, dy, out)
     np.testing.assert_array_equal(to_host(out), x + y)
 
 
@@ -63,11 +63,11 @@ def test_add(orcjit_lib, orcjit_cuda_device, rng, n):
 def test_sum(orcjit_lib, orcjit_cuda_device, rng, n):
     x = rng.standard_normal(n, np.float32)
     out = to_device(np.zeros(1, np.float32), orcjit_cuda_device)
-    orcjit_lib.sum(to_device(x, orcjit_cuda_device), out)
+    orcjit_lib.vector_sum(to_device(x, orcjit_cuda_device), out)
     assert to_host(out)[0] == pytest.approx(float(x.sum(dtype=np.float64)), rel=1e-4, abs=1e-3)
 
 
 def test_add_rejects_host_arrays(orcjit_lib):
     x = np.ones(3, np.float32)
     with pytest.raises(ValueError, match="x must be on a CUDA device"):
-        orcjit_lib.add(x, x, x)
+        orcjit_lib.vector_add(x, x, x)
