@@ -91,9 +91,10 @@ class LibraryObj : public tvm::ffi::Object {
   friend class SessionObj;
   /// Close() without detaching from the session (the session is closing and holds its lock).
   std::string CloseDetached();
-  /// Checks an object (object_check.h) and parses its symbol interface; ValueError if it is bad.
-  llvm::orc::MaterializationUnit::Interface CheckAndParse(llvm::MemoryBufferRef buffer,
-                                                          const std::string& name);
+  /// Checks an object (object_check.h), lays out its thread-local storage (tls_layout.h: then
+  /// `buffer` becomes a copy) and parses its symbol interface; ValueError if it is bad.
+  llvm::orc::MaterializationUnit::Interface CheckAndParse(
+      std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name);
   /// Defines a checked object's symbols in the library; it is linked by the next Link().
   void AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                  llvm::orc::MaterializationUnit::Interface interface,

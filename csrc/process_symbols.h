@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "plugin.h"
+#include "tls_symbols.h"
 
 namespace orcjit {
 
@@ -46,6 +47,10 @@ class ProcessSymbols {
 
   /// The address of `name` in the process, or a null address when no library defines it.
   llvm::orc::ExecutorAddr Find(const llvm::orc::SymbolStringPtr& name);
+
+  /// The address of `name` in the process now, without the cache: for a thread-local variable,
+  /// dlsym gives the calling thread's copy. nullptr when no library defines it.
+  void* FindNow(const char* name) const;
 
   /// Forgets every answer; the names belong to the JIT's string pool, so this must be done before
   /// the JIT is destroyed.
@@ -108,6 +113,7 @@ class ProcessBindingPlugin final : public ResourcelessPlugin {
   ProcessSymbols& symbols_;
   const llvm::orc::SymbolStringPtr dso_handle_;
   const llvm::orc::SymbolStringPtr cxa_atexit_;
+  const ThreadLocalSymbols thread_local_symbols_;
   std::mutex mutex_;
   std::unordered_map<const llvm::orc::JITDylib*, Library> libraries_;
   /// The definitions of graphs that are linked but not emitted yet.
