@@ -478,8 +478,10 @@ std::string LibraryObj::CloseDetached() {
   if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
   // Every thread's copies of the library's thread_local variables, before its memory goes.
   if (auto err = session->thread_locals().UnregisterLibrary(dylib_, name_)) {
-    if (crashed.empty()) crashed = llvm::toString(std::move(err));
-    else llvm::consumeError(std::move(err));
+    if (crashed.empty())
+      crashed = llvm::toString(std::move(err));
+    else
+      llvm::consumeError(std::move(err));
   }
   // Before the graphs that were never linked are freed, so that no later graph at the same address
   // is taken for one of them.

@@ -579,11 +579,13 @@ class ObjectChecker {
       if (!Found) return corrupt(What + " has unknown type " + Twine(Type));
       const RelocationInfo& Info = *Found;
       if (const char* Advice = threadLocalAdvice(Type)) {
-        std::string Symbol = SymIndex < NumSymbols ? " against " + describeSymbol(SymIndex, read32(
-            Sections[SymTab].Offset + SymIndex * sizeof(ELF::Elf64_Sym))) : "";
-        return fail("uses a thread_local variable through relocation " + Twine(Info.Name) +
-                    Symbol + " in " + describe(Index) + ", which pytest-orcjit cannot link: " +
-                    Advice);
+        std::string Symbol =
+            SymIndex < NumSymbols
+                ? " against " + describeSymbol(SymIndex, read32(Sections[SymTab].Offset +
+                                                                SymIndex * sizeof(ELF::Elf64_Sym)))
+                : "";
+        return fail("uses a thread_local variable through relocation " + Twine(Info.Name) + Symbol +
+                    " in " + describe(Index) + ", which pytest-orcjit cannot link: " + Advice);
       }
       if (!Info.Linkable) {
         // JITLink also applies the relocations of debug sections, so they count too.

@@ -13,6 +13,7 @@
 #include "fork_server.h"
 #include "library.h"
 #include "session.h"
+#include "tls_runtime.h"
 
 namespace orcjit {
 namespace {
@@ -80,6 +81,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
              return WarmPages(flat, static_cast<int>(until), static_cast<size_t>(batch_bytes),
                               batched);
            })
+      .def("orcjit.thread_local_copies", ThreadLocalCopies)
       .def("orcjit.llvm_version", LLVMVersion)
       .def("orcjit.prepare_fork", PrepareFork);
 }

@@ -49,7 +49,17 @@ class TlsObject {
       if (section.sh_type == ELF::SHT_SYMTAB_SHNDX) shndx_ = static_cast<uint32_t>(i);
     }
     header_offset_ = header.e_shoff;
+    if (symtab_ != 0) {
+      uint64_t symbols = sections_[symtab_].sh_size / sizeof(Sym);
+      for (uint64_t i = 0; i < symbols; ++i) {
+        auto symbol = Read<Sym>(data_, sections_[symtab_].sh_offset + i * sizeof(Sym));
+        if ((symbol.st_other & 3) == ELF::STV_INTERNAL) internal_.push_back(i);
+      }
+    }
   }
+
+  /// Whether the object has symbols of internal visibility.
+  bool HasInternalSymbols() const { return !internal_.empty(); }
 
   /// Gives each TLS section its offset in the image; false when there is none.
   bool LayOut() {
@@ -76,8 +86,8 @@ class TlsObject {
     uint32_t tls_name = static_cast<uint32_t>(name_bytes.size());
     name_bytes.append(kThreadLocalSection.data(), kThreadLocalSection.size());
     name_bytes.push_back('\0');
-    auto buffer = llvm::WritableMemoryBuffer::getNewUninitMemBuffer(size + name_bytes.size(),
-                                                                    identifier);
+    auto buffer =
+        llvm::WritableMemoryBuffer::getNewUninitMemBuffer(size + name_bytes.size(), identifier);
     if (!buffer) {
       return llvm::createStringError(std::make_error_code(std::errc::not_enough_memory),
                                      "cannot copy '%s': out of memory", name_.str().c_str());
@@ -95,6 +105,12 @@ class TlsObject {
       section.sh_name = tls_name;
       section.sh_addr = kThreadLocalBase + *offsets_[i];
       WriteSection(i, section);
+    }
+    for (uint64_t index : internal_) {
+      uint64_t at = sections_[symtab_].sh_offset + index * sizeof(Sym);
+      auto symbol = Read<Sym>(data_, at);
+      symbol.st_other = (symbol.st_other & ~3) | ELF::STV_HIDDEN;
+      Write(out_, at, symbol);
     }
     if (auto err = RewriteRelocations()) return err;
     return std::unique_ptr<llvm::MemoryBuffer>(std::move(buffer));
@@ -209,6 +225,7 @@ class TlsObject {
   uint32_t names_ = 0;
   uint32_t symtab_ = 0;
   uint32_t shndx_ = 0;
+  std::vector<uint64_t> internal_;  // symbols of internal visibility
 };
 
 }  // namespace
@@ -216,7 +233,7 @@ class TlsObject {
 llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> LayOutThreadLocals(llvm::MemoryBufferRef object,
                                                                        llvm::StringRef name) {
   TlsObject tls(object, name);
-  if (!tls.LayOut()) return nullptr;
+  if (!tls.LayOut() && !tls.HasInternalSymbols()) return nullptr;
   return tls.Rewrite(object.getBufferIdentifier(), object.getBufferSize());
 }
 

@@ -16,6 +16,9 @@
 //     a TLSGD against one TLS symbol of the object (the anchor), and every DTPOFF32/DTPOFF64 is
 //     resolved here, to the variable's offset from the anchor in the image (in debug sections: from
 //     the start of the image), and becomes R_X86_64_NONE.
+// It also gives symbols of internal visibility (STV_INTERNAL: gcc -O0 gives them to the TLS
+// wrapper functions of thread_local variables that another object defines) hidden visibility,
+// which means the same in a JIT library, and which JITLink, unlike STV_INTERNAL, reads.
 // The linked graph's TLS blocks and `__tls_get_addr` are tls_plugin.h's business.
 #ifndef PYTEST_ORCJIT_TLS_LAYOUT_H_
 #define PYTEST_ORCJIT_TLS_LAYOUT_H_
@@ -39,7 +42,8 @@ constexpr llvm::StringLiteral kThreadLocalSection = "$.orcjit.tls";
 constexpr uint64_t kThreadLocalBase = uint64_t(1) << 40;
 
 /// The object in `object` (checked by checkObject) with its TLS laid out as described above, in a
-/// new buffer with the same identifier; nullptr when it has no TLS sections (nothing to do).
+/// new buffer with the same identifier; nullptr when it has no TLS sections and no internal
+/// symbols (nothing to do).
 /// Fails, naming `name`, when a local-dynamic relocation refers to a symbol that is not in a TLS
 /// section of the object, or an offset does not fit its field.
 llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>> LayOutThreadLocals(llvm::MemoryBufferRef object,

@@ -44,7 +44,7 @@ int VisitModule(dl_phdr_info* info, size_t, void* data) {
   if (info->dlpi_tls_modid == 0 || info->dlpi_tls_data == nullptr) return 0;
   auto start = reinterpret_cast<uintptr_t>(info->dlpi_tls_data);
   for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& header = info->dlpi_phdr[i];
+    const ElfW(Phdr) & header = info->dlpi_phdr[i];
     if (header.p_type != PT_TLS) continue;
     if (search->addr >= start && search->addr - start < header.p_memsz) {
       search->module = info->dlpi_tls_modid;
@@ -97,8 +97,8 @@ llvm::Error ThreadLocalPlugin::UnregisterLibrary(const llvm::orc::JITDylib* dyli
   return tls ? tls->Release(library) : llvm::Error::success();
 }
 
-void ThreadLocalPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr,
-                                         LinkGraph& g, llvm::jitlink::PassConfiguration& config) {
+void ThreadLocalPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, LinkGraph& g,
+                                         llvm::jitlink::PassConfiguration& config) {
   std::shared_ptr<Graph> graph;
   if (g.findSectionByName(kThreadLocalSection) != nullptr) {
     graph = std::make_shared<Graph>();
@@ -173,8 +173,7 @@ llvm::Error ThreadLocalPlugin::FillEntries(llvm::orc::MaterializationResponsibil
                               "' as a thread_local variable, but it is not in a thread-local "
                               "section");
       }
-      index = TlsIndex{graph->key, graph->offsets.lookup(&target.getBlock()) +
-                                       target.getOffset() +
+      index = TlsIndex{graph->key, graph->offsets.lookup(&target.getBlock()) + target.getOffset() +
                                        static_cast<uint64_t>(edge->getAddend())};
     } else {
       auto addr = target.getAddress().getValue() + static_cast<uint64_t>(edge->getAddend());

@@ -59,8 +59,8 @@ class ThreadLocalPlugin final : public ResourcelessPlugin {
   ThreadLocals* Find(const llvm::orc::JITDylib* dylib, bool create);
   llvm::Error AddImage(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,
                        Graph& graph);
-  llvm::Error FillEntries(llvm::orc::MaterializationResponsibility& mr,
-                          llvm::jitlink::LinkGraph& g, const Graph* graph);
+  llvm::Error FillEntries(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,
+                          const Graph* graph);
   llvm::Expected<TlsIndex> ProcessThreadLocal(const llvm::jitlink::LinkGraph& g,
                                               const llvm::jitlink::Symbol& symbol);
 

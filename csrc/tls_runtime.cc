@@ -18,7 +18,7 @@
 
 #include "fault_guard.h"
 
-extern "C" void* __tls_get_addr(void* index);                                        // NOLINT
+extern "C" void* __tls_get_addr(void* index);                                      // NOLINT
 extern "C" int __cxa_thread_atexit_impl(void (*fn)(void*), void* obj, void* dso);  // NOLINT
 
 namespace orcjit {
@@ -65,7 +65,7 @@ thread_local FastTable fast_table = {nullptr, 0};
 /// The calling thread's copies and destructors, made on its first slow-path access. Its
 /// destructor runs at the thread's exit.
 struct ThreadState {
-  std::vector<Slot> slots;                 // fast_table points into it; only its thread writes it
+  std::vector<Slot> slots;                // fast_table points into it; only its thread writes it
   std::vector<Registration> destructors;  // guarded by the runtime's lock
   ~ThreadState();
 };
@@ -246,8 +246,7 @@ ThreadLocals::~ThreadLocals() {
   runtime.by_dso.erase(dso_handle_);
 }
 
-uint64_t ThreadLocals::AddImage(uint64_t size, uint64_t alignment,
-                                std::vector<TlsTemplate> parts) {
+uint64_t ThreadLocals::AddImage(uint64_t size, uint64_t alignment, std::vector<TlsTemplate> parts) {
   Runtime& runtime = TheRuntime();
   std::lock_guard<std::mutex> lock(runtime.mutex);
   size_t slot;
