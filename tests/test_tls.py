@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from plugin_helpers import make_project
 
 from pytest_orcjit import _ffi_api
 
@@ -208,3 +209,41 @@ def test_unsupported_tls_models_are_refused(
     assert str(obj) in message
     assert relocation in message
     assert advice in message
+
+
+README_KERNEL = """\
+#include <tvm/ffi/function.h>
+thread_local int64_t calls = 0;  // per thread, and fresh in every test
+
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(count_calls, []() -> int64_t { return ++calls; });
+"""
+
+README_TESTS = """\
+import threading
+
+import pytest
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_calls_per_thread(orcjit_lib, n):
+    assert orcjit_lib.count_calls() == 1
+    assert orcjit_lib.count_calls() == 2
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(orcjit_lib.count_calls()))
+    thread.start()
+    thread.join()
+    assert seen == [1]  # another thread, another copy
+"""
+
+
+@pytest.mark.parametrize("isolation", ["none", "fork"])
+def test_readme_example_with_the_plugin(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, isolation: str
+) -> None:
+    """README's thread_local example: fresh in every test, in-process and in forked tests."""
+    project = make_project(pytester, monkeypatch)
+    project.write("kernels/calls.cc", README_KERNEL)
+    project.write("test_calls.py", README_TESTS)
+    project.ini("orcjit_sources = kernels/calls.cc", isolation=isolation)
+    result = project.pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
