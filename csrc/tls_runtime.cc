@@ -298,12 +298,16 @@ std::optional<TlsIndex> ThreadLocals::FindTemplate(uintptr_t addr) const {
 }
 
 llvm::Error ThreadLocals::RunDestructors(llvm::StringRef library) {
-  std::vector<Registration> taken;
-  {
-    std::unique_lock<std::mutex> lock(TheRuntime().mutex);
-    taken = ThreadLocalRuntime::Take(*this, lock);
+  // Until none is left: a destructor may construct (and register) another thread_local object.
+  for (;;) {
+    std::vector<Registration> taken;
+    {
+      std::unique_lock<std::mutex> lock(TheRuntime().mutex);
+      taken = ThreadLocalRuntime::Take(*this, lock);
+    }
+    if (taken.empty()) return llvm::Error::success();
+    if (auto err = ThreadLocalRuntime::Run(std::move(taken), library)) return err;
   }
-  return ThreadLocalRuntime::Run(std::move(taken), library);
 }
 
 llvm::Error ThreadLocals::Release(llvm::StringRef library) {
