@@ -32,6 +32,11 @@ def relocations(path: Path) -> str:
     return subprocess.run([readelf, "-r", str(path)], capture_output=True, text=True).stdout
 
 
+def copies() -> int:
+    """Per-thread copies of TLS images alive in the process (all sessions)."""
+    return int(_ffi_api.thread_local_copies())  # type: ignore[attr-defined]
+
+
 def check_rows(rows: list[list[int]]) -> None:
     """Each thread saw the initial values and its own, aligned copies."""
     for row in rows:
@@ -114,18 +119,18 @@ def test_python_threads_have_their_own_copies(session, kernels) -> None:
 
 def test_libraries_have_their_own_copies_released_at_close(session, kernels) -> None:
     obj = kernels.object("tls_counter.cc")
-    before = _ffi_api.thread_local_copies()
+    before = copies()
     lib1 = session.create_library("lib1")
     lib2 = session.create_library("lib2")
     lib1.add(obj)
     lib2.add(obj)
     assert [lib1.tls_bump(), lib1.tls_bump()] == [41, 42]
     assert lib2.tls_bump() == 41  # same object, another library: its own copy
-    assert _ffi_api.thread_local_copies() == before + 2
+    assert copies() == before + 2
     check_rows(cxx_rows(lib2))  # threads that exited freed their copies
-    assert _ffi_api.thread_local_copies() == before + 2
+    assert copies() == before + 2
     lib1.close()
-    assert _ffi_api.thread_local_copies() == before + 1
+    assert copies() == before + 1
     check_rows(cxx_rows(lib2))  # later threads of the other library are fine
     assert lib2.tls_bump() == 42
     lib3 = session.create_library("lib3")
@@ -133,7 +138,7 @@ def test_libraries_have_their_own_copies_released_at_close(session, kernels) -> 
     assert lib3.tls_bump() == 41  # a new load starts again at the initial value
     lib2.close()
     lib3.close()
-    assert _ffi_api.thread_local_copies() == before
+    assert copies() == before
 
 
 def test_reused_image_slot_is_not_taken_for_the_old_one(session, kernels) -> None:
