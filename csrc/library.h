@@ -5,9 +5,10 @@
 // symbols in the library, which is where duplicate symbols are caught; it does not link. The
 // first function asked for after an add links every object added so far (so objects may refer
 // to each other whatever order they were added in), runs their static constructors, and only then
-// returns the function. Closing runs static destructors once, removes the JITDylib and unmaps the
-// arena. Functions handed out keep the library object alive; calling one after an explicit
-// close() raises instead of jumping into unmapped memory.
+// returns the function. Closing runs the destructors of thread_local objects of the threads still
+// alive and static destructors once, frees the library's thread-local storage (tls_runtime.h),
+// removes the JITDylib and unmaps the arena. Functions handed out keep the library object alive;
+// calling one after an explicit close() raises instead of jumping into unmapped memory.
 //
 // Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
 // freeing one after the library closed would jump into unmapped memory, and pytest keeps failed

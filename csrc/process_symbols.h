@@ -13,7 +13,8 @@
 // how the library finds its functions. ORC then looks up only what a graph takes from an object
 // that is linked at the same time, and the names nobody defines (its lookup reports those as
 // undefined). Symbols the library defines keep winning over the process's, and every library gets
-// its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h).
+// its own `__dso_handle` and the `__cxa_atexit` that files destructors with it (init_fini.h), and
+// the core's `__tls_get_addr` and `__cxa_thread_atexit` (tls_symbols.h).
 //
 // A graph left with no external symbol depends on nothing ORC could be waiting for, yet ORC still
 // walks every edge of it, and groups its symbols by block, to compute its dependencies. For such a
