@@ -120,8 +120,15 @@ void ThreadLocalPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibilit
     config.PostAllocationPasses.push_back(
         [this, &mr, graph](LinkGraph& g) { return AddImage(mr, g, *graph); });
   }
-  config.PreFixupPasses.push_back(
-      [this, &mr, graph](LinkGraph& g) { return FillEntries(mr, g, graph.get()); });
+  // Any graph may have TLS entries (for variables of other objects, or of the process). Without
+  // TLS sections of its own, the pass captures little enough to allocate nothing.
+  if (graph) {
+    config.PreFixupPasses.push_back(
+        [this, &mr, graph](LinkGraph& g) { return FillEntries(mr, g, graph.get()); });
+  } else {
+    config.PreFixupPasses.push_back(
+        [this, &mr](LinkGraph& g) { return FillEntries(mr, g, nullptr); });
+  }
 }
 
 llvm::Error ThreadLocalPlugin::AddImage(llvm::orc::MaterializationResponsibility& mr, LinkGraph& g,
