@@ -182,6 +182,12 @@ def test_thread_local_of_another_object_and_of_the_process(session, kernels, too
     assert lib.tls_extern_bump() == 42  # the same variable, defined by the other object
     assert lib.tls_bump() == 43
     assert lib.tls_once(THREADS) == 101  # std::call_once uses libstdc++'s thread_locals
+    # The other way round, as bytes: the definition is linked while the user's link waits for it.
+    lib = session.create_library()
+    lib.add(kernels.read("tls_extern.cc", opt, compiler=cxx))
+    lib.add(kernels.read("tls_counter.cc", opt, compiler=cxx))
+    assert [lib.tls_extern_bump(), lib.tls_bump(), lib.tls_extern_bump()] == [41, 42, 43]
+    check_rows(cxx_rows(lib))
 
 
 @pytest.mark.parametrize("cxx", ["clang++-22", "g++"])
