@@ -207,8 +207,9 @@ llvm::Expected<TlsIndex> ThreadLocalPlugin::ProcessThreadLocal(const LinkGraph& 
   if (addr == nullptr) {
     return llvm::createStringError(
         std::make_error_code(std::errc::invalid_argument),
-        "'%s' uses the thread_local variable '%s', which neither the library nor the process "
-        "defines; add the object that defines it to the library",
+        "'%s' uses the thread_local variable '%s', which no object of the library and nothing in "
+        "the process defines as thread_local; define it with thread_local in one of the "
+        "library's objects",
         g.getName().c_str(), name.c_str());
   }
   // dlsym gives the calling thread's copy of a thread-local variable: find the module whose TLS

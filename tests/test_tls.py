@@ -258,3 +258,30 @@ def test_readme_example_with_the_plugin(
     project.ini("orcjit_sources = kernels/calls.cc", isolation=isolation)
     result = project.pytester.runpytest_subprocess()
     result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize(
+    ("declaration", "name", "message"),
+    [
+        ("extern __thread void* stdin;", "stdin", "the process defines it as an ordinary variable"),
+        (
+            "extern __thread long orcjit_no_tls __attribute__((weak));",
+            "orcjit_no_tls",
+            "nothing in the process defines as thread_local",
+        ),
+    ],
+    ids=["ordinary-variable", "undefined"],
+)
+def test_thread_local_the_process_does_not_have(
+    session, tmp_path: Path, declaration: str, name: str, message: str
+) -> None:
+    """A thread_local declaration that matches no thread_local definition fails the link."""
+    source = tmp_path / "k.c"
+    source.write_text(f"{declaration}\nlong* __tvm_ffi_use(void) {{ return (long*)&{name}; }}\n")
+    obj = tmp_path / "k.o"
+    subprocess.run(["gcc", "-c", "-fPIC", "-O2", str(source), "-o", str(obj)], check=True)
+    lib = session.create_library()
+    lib.add(obj)
+    with pytest.raises(RuntimeError, match=message) as raised:
+        lib.get_function("use")
+    assert str(obj) in str(raised.value)
