@@ -285,3 +285,16 @@ def test_thread_local_the_process_does_not_have(
     with pytest.raises(RuntimeError, match=message) as raised:
         lib.get_function("use")
     assert str(obj) in str(raised.value)
+
+
+def test_crashing_thread_local_destructor_fails_close(session, kernels, event_log) -> None:
+    lib = session.create_library("crashy")
+    lib.add(kernels.object("tls_object.cc"))
+    assert lib.tls_object_touch() == 1
+    assert lib.tls_object_arm_crash() == 1  # constructed last: destroyed first, and crashes
+    with pytest.raises(RuntimeError, match=r"thread_local destructor of library 'crashy'.*SIGSEGV"):
+        lib.close()
+    assert "~tracked" not in event_log.read_text().split()  # the other destructors did not run
+    lib.close()  # closed all the same
+    with pytest.raises(RuntimeError, match="is closed"):
+        lib.tls_object_touch()

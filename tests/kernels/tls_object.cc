@@ -61,6 +61,21 @@ Tracked& Local() {
   return local;
 }
 
+/// A thread_local object whose destructor writes through a null pointer.
+struct Crashing {
+  ~Crashing() {
+    volatile int* nowhere = nullptr;
+    *nowhere = 1;
+  }
+};
+
+/// Constructs the calling thread's Crashing object, which crashes at the thread's exit, or when
+/// the library closes.
+int64_t ArmCrash() {
+  thread_local Crashing crashing;
+  return reinterpret_cast<intptr_t>(&crashing) != 0;
+}
+
 /// Uses both objects of the calling thread; returns how often `tracked` was used in it.
 int64_t Touch() {
   ++Local().uses;
@@ -89,6 +104,8 @@ int64_t TouchInThreads(int64_t threads) {
 // tls_object_touch() -> uses of the calling thread's `tracked` so far, this one included.
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(tls_object_touch, Touch);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(tls_object_threads, TouchInThreads);
+// tls_object_arm_crash() -> 1; the calling thread's Crashing object now exists.
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(tls_object_arm_crash, ArmCrash);
 // tls_object_counts() -> [objects constructed, objects destroyed] so far, in all threads.
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(tls_object_counts, []() {
   return tvm::ffi::Array<int64_t>({g_constructed.load(), g_destroyed.load()});
