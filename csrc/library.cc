@@ -21,6 +21,7 @@
 #include "link_errors.h"
 #include "object_cache.h"
 #include "object_check.h"
+#include "tls_layout.h"
 
 namespace orcjit {
 
@@ -172,6 +173,7 @@ LibraryObj::LibraryObj(Session session, std::string name)
   session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
   session_obj->binding().RegisterLibrary(
       dylib_, {&defined_, arena_->dso_handle(), &linked_, thunks_.get(), &imported_});
+  session_obj->thread_locals().RegisterLibrary(dylib_, arena_->dso_handle());
   session_obj->Attach(this);
 }
 
@@ -214,8 +216,9 @@ void LibraryObj::AddFile(const std::string& path) {
   std::shared_ptr<const CachedObject> object = cache.Find(path, stamp, fd);
   if (!object) {
     // Read, not mapped: a mapping would show a later in-place rewrite of the file.
-    std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
-    auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
+    std::unique_ptr<llvm::MemoryBuffer> read = ReadWhole(fd, st.st_size, path);
+    auto interface = CheckAndParse(read, path);
+    std::shared_ptr<llvm::MemoryBuffer> bytes = std::move(read);
     auto cached =
         std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr, nullptr});
     // The parsed graph that libraries link copies of; without it they parse the object themselves.
@@ -231,17 +234,21 @@ void LibraryObj::AddFile(const std::string& path) {
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
   auto buffer =
       llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()), "<bytes>");
-  auto interface = CheckAndParse(buffer->getMemBufferRef(), "<bytes>");
+  auto interface = CheckAndParse(buffer, "<bytes>");
   AddObject(std::move(buffer), std::move(interface), "<bytes>");
 }
 
-llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::MemoryBufferRef buffer,
-                                                                    const std::string& name) {
-  if (auto err = checkObject(buffer, name)) {
+llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(
+    std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name) {
+  if (auto err = checkObject(buffer->getMemBufferRef(), name)) {
     TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
   }
+  // An object with thread_local variables is linked as a copy with its TLS laid out.
+  auto laid_out = LayOutThreadLocals(buffer->getMemBufferRef(), name);
+  if (!laid_out) TVM_FFI_THROW(ValueError) << llvm::toString(laid_out.takeError());
+  if (*laid_out) buffer = std::move(*laid_out);
   auto& es = session_->jit().getExecutionSession();
-  auto interface = llvm::orc::getObjectFileInterface(es, buffer);
+  auto interface = llvm::orc::getObjectFileInterface(es, buffer->getMemBufferRef());
   if (!interface) {
     TVM_FFI_THROW(ValueError) << "'" << name << "' is not a valid object file: "
                               << llvm::toString(interface.takeError());
@@ -468,10 +475,22 @@ std::string LibraryObj::CloseDetached() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
   std::string crashed;
+  SessionObj* session = session_.get();
+  // Destructors of thread_local objects before static destructors, as at a process's exit.
+  if (auto err = session->thread_locals().RunDestructors(dylib_, name_)) {
+    crashed = llvm::toString(std::move(err));
+    runtime_->Abandon();
+  }
   if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
   // While the library's code is mapped: removing its global functions runs their deleters.
   if (registrations_->Close()) kept_arena_ = Arena::KeepForever(std::move(arena_));
-  SessionObj* session = session_.get();
+  // Every thread's copies of the library's thread_local variables, before its memory goes.
+  if (auto err = session->thread_locals().UnregisterLibrary(dylib_, name_)) {
+    if (crashed.empty())
+      crashed = llvm::toString(std::move(err));
+    else
+      llvm::consumeError(std::move(err));
+  }
   // Before the graphs that were never linked are freed, so that no later graph at the same address
   // is taken for one of them.
   session->preparation().Forget(dylib_);

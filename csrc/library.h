@@ -5,12 +5,14 @@
 // symbols in the library, which is where duplicate symbols are caught; it does not link. The
 // first function asked for after an add links every object added so far (so objects may refer
 // to each other whatever order they were added in), runs their static constructors, and only then
-// returns the function. Closing runs static destructors once, removes the JITDylib and unmaps the
-// arena. Functions handed out keep the library object alive; calling one after an explicit
-// close() raises instead of jumping into unmapped memory. Global functions the library registered
-// with tvm-ffi are removed at close; if it registered the reflection of an object type, which
-// tvm-ffi keeps, its arena stays mapped instead (ffi_registrations.h). A library may link against
-// other libraries of its session, which then resolve what it does not define (link_order.cc).
+// returns the function. Closing runs the destructors of thread_local objects of the threads still
+// alive and static destructors once, frees the library's thread-local storage (tls_runtime.h),
+// removes the JITDylib and unmaps the arena. Functions handed out keep the library object alive;
+// calling one after an explicit close() raises instead of jumping into unmapped memory. Global
+// functions the library registered with tvm-ffi are removed at close; if it registered the
+// reflection of an object type, which tvm-ffi keeps, its arena stays mapped instead
+// (ffi_registrations.h). A library may link against other libraries of its session, which then
+// resolve what it does not define (link_order.cc).
 //
 // Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
 // freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
@@ -123,9 +125,10 @@ class LibraryObj : public tvm::ffi::Object {
   friend class SessionObj;
   /// Close() without detaching from the session (the session is closing and holds its lock).
   std::string CloseDetached();
-  /// Checks an object (object_check.h) and parses its symbol interface; ValueError if it is bad.
-  llvm::orc::MaterializationUnit::Interface CheckAndParse(llvm::MemoryBufferRef buffer,
-                                                          const std::string& name);
+  /// Checks an object (object_check.h), lays out its thread-local storage (tls_layout.h: then
+  /// `buffer` becomes a copy) and parses its symbol interface; ValueError if it is bad.
+  llvm::orc::MaterializationUnit::Interface CheckAndParse(
+      std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name);
   /// Defines a checked object's symbols in the library; it is linked by the next Link().
   void AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                  llvm::orc::MaterializationUnit::Interface interface,

@@ -55,9 +55,10 @@ struct RelocationInfo {
 /// type with llvm-jitlink: R_X86_64_PC16, SIZE32 and SIZE64 arrived after LLVM 19, which rejects
 /// them itself with a clean error. GOT load relaxation (GOTPCRELX, REX_GOTPCRELX) reads and
 /// rewrites the opcode and ModRM bytes, and the REX prefix, before the 32-bit displacement. The
-/// rest are valid types JITLink does not link (the debug info of thread_local variables uses
-/// DTPOFF32/DTPOFF64, and JITLink applies the relocations of debug sections too). Types newer
-/// than the oldest supported LLVM headers are spelled as numbers.
+/// local-dynamic TLS relocations (TLSLD, DTPOFF32, DTPOFF64; the debug info of thread_local
+/// variables uses DTPOFF too) are not JITLink's: tls_layout.h rewrites them before it reads the
+/// object. The rest are valid types JITLink does not link (JITLink applies the relocations of
+/// debug sections too). Types newer than the oldest supported LLVM headers are spelled as numbers.
 constexpr RelocationInfo kRelocations[] = {
     {ELF::R_X86_64_NONE, "R_X86_64_NONE", 0, 0, true},
     {ELF::R_X86_64_64, "R_X86_64_64", 8, 0, true},
@@ -87,10 +88,10 @@ constexpr RelocationInfo kRelocations[] = {
     {ELF::R_X86_64_JUMP_SLOT, "R_X86_64_JUMP_SLOT", 8, 0, false},
     {ELF::R_X86_64_RELATIVE, "R_X86_64_RELATIVE", 8, 0, false},
     {ELF::R_X86_64_DTPMOD64, "R_X86_64_DTPMOD64", 8, 0, false},
-    {ELF::R_X86_64_DTPOFF64, "R_X86_64_DTPOFF64", 8, 0, false},
+    {ELF::R_X86_64_DTPOFF64, "R_X86_64_DTPOFF64", 8, 0, true},
     {ELF::R_X86_64_TPOFF64, "R_X86_64_TPOFF64", 8, 0, false},
-    {ELF::R_X86_64_TLSLD, "R_X86_64_TLSLD", 4, 0, false},
-    {ELF::R_X86_64_DTPOFF32, "R_X86_64_DTPOFF32", 4, 0, false},
+    {ELF::R_X86_64_TLSLD, "R_X86_64_TLSLD", 4, 0, true},
+    {ELF::R_X86_64_DTPOFF32, "R_X86_64_DTPOFF32", 4, 0, true},
     {ELF::R_X86_64_GOTTPOFF, "R_X86_64_GOTTPOFF", 4, 0, false},
     {ELF::R_X86_64_TPOFF32, "R_X86_64_TPOFF32", 4, 0, false},
     {ELF::R_X86_64_GOTPLT64, "R_X86_64_GOTPLT64", 8, 0, false},
@@ -104,6 +105,32 @@ constexpr RelocationInfo kRelocations[] = {
     {45, "R_X86_64_CODE_4_GOTPC32_TLSDESC", 4, 0, false},
     {50, "R_X86_64_CODE_6_GOTTPOFF", 4, 0, false},
 };
+
+/// What to do about a relocation of a thread-local model this JIT does not link, or nullptr for
+/// a type that is not about thread-local storage.
+const char* threadLocalAdvice(uint32_t Type) {
+  switch (Type) {
+    case ELF::R_X86_64_GOTTPOFF:
+    case 44:  // R_X86_64_CODE_4_GOTTPOFF
+    case 50:  // R_X86_64_CODE_6_GOTTPOFF
+      return "the initial-exec TLS model; compile with -fPIC and without "
+             "-ftls-model=initial-exec (global-dynamic and local-dynamic work)";
+    case ELF::R_X86_64_TPOFF32:
+    case ELF::R_X86_64_TPOFF64:
+      return "the local-exec TLS model, which non-PIC code uses; compile with -fPIC and without "
+             "-ftls-model=local-exec (global-dynamic and local-dynamic work)";
+    case ELF::R_X86_64_GOTPC32_TLSDESC:
+    case ELF::R_X86_64_TLSDESC_CALL:
+    case ELF::R_X86_64_TLSDESC:
+    case 45:  // R_X86_64_CODE_4_GOTPC32_TLSDESC
+      return "TLS descriptors, which JITLink does not link for x86-64; compile without "
+             "-mtls-dialect=gnu2";
+    case ELF::R_X86_64_DTPMOD64:
+      return "a TLS module id, which only shared libraries have; compile with -fPIC";
+    default:
+      return nullptr;
+  }
+}
 
 /// The entry for `Type`, or nullptr if it is not an x86-64 relocation type.
 const RelocationInfo* findRelocation(uint32_t Type) {
@@ -470,6 +497,10 @@ class ObjectChecker {
       } else if (Shndx == ELF::SHN_UNDEF || Shndx == ELF::SHN_ABS) {
         continue;
       } else if (Shndx == ELF::SHN_COMMON) {
+        if ((read8(Off + offsetof(Sym, st_info)) & 0xf) == ELF::STT_TLS)
+          return fail("has the thread_local variable " + What +
+                      " as a common symbol, which this JIT does not link: compile with "
+                      "-fno-common");
         if (!llvm::isPowerOf2_64(Value) || Value > kMaxAlignment)
           return corrupt("common " + What + " has alignment " + Twine(Value) +
                          ", which is not a power of two up to " + Twine(kMaxAlignment));
@@ -547,12 +578,21 @@ class ObjectChecker {
       const RelocationInfo* Found = findRelocation(Type);
       if (!Found) return corrupt(What + " has unknown type " + Twine(Type));
       const RelocationInfo& Info = *Found;
+      if (const char* Advice = threadLocalAdvice(Type)) {
+        std::string Symbol =
+            SymIndex < NumSymbols
+                ? " against " + describeSymbol(SymIndex, read32(Sections[SymTab].Offset +
+                                                                SymIndex * sizeof(ELF::Elf64_Sym)))
+                : "";
+        return fail("uses a thread_local variable through relocation " + Twine(Info.Name) + Symbol +
+                    " in " + describe(Index) + ", which pytest-orcjit cannot link: " + Advice);
+      }
       if (!Info.Linkable) {
         // JITLink also applies the relocations of debug sections, so they count too.
         StringRef Advice =
             Loaded ? "compile with 'clang++ -c -fPIC' (such relocations come from non-PIC code, "
                      "TLS models other than global-dynamic, or -mcmodel=large)"
-                   : "compile without -g (debug info for thread_local variables needs them)";
+                   : "compile without -g";
         return fail("uses relocation type " + Twine(Info.Name) + " in " + describe(Index) +
                     ", which JITLink's x86-64 backend cannot link: " + Advice);
       }

@@ -56,6 +56,13 @@ ExecutorAddr ProcessSymbols::Find(const SymbolStringPtr& name) {
   return it->second;
 }
 
+void* ProcessSymbols::FindNow(const char* name) const {
+  for (void* handle : handles_) {
+    if (void* addr = dlsym(handle, name)) return addr;
+  }
+  return nullptr;
+}
+
 void ProcessSymbols::Clear() {
   std::lock_guard<std::mutex> lock(mutex_);
   found_.clear();
@@ -79,7 +86,8 @@ ProcessBindingPlugin::ProcessBindingPlugin(llvm::orc::ExecutionSession& es, Proc
     : es_(es),
       symbols_(symbols),
       dso_handle_(es.intern("__dso_handle")),
-      cxa_atexit_(es.intern("__cxa_atexit")) {
+      cxa_atexit_(es.intern("__cxa_atexit")),
+      thread_local_symbols_(es) {
   for (size_t i = 0; i < EntryPoints().size(); ++i)
     entry_points_[es.intern(EntryPoints()[i].name)] = i;
 }
@@ -195,6 +203,8 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
       addr = ExecutorAddr::fromPtr(library.dso_handle);
     } else if (name == cxa_atexit_) {
       addr = ExecutorAddr::fromPtr(&OrcjitCxaAtExit);
+    } else if (ExecutorAddr own = thread_local_symbols_.Find(name)) {
+      addr = own;  // the core's __tls_get_addr and __cxa_thread_atexit (tls_symbols.h)
     } else if (library.defined->contains(*name)) {
       auto linked = library.linked->find(name);
       if (linked != library.linked->end()) addr = linked->second;

@@ -15,8 +15,8 @@
 // only what a graph takes from an object that is linked at the same time, and the names nobody
 // defines (its lookup reports those as undefined). Symbols the library defines keep winning over
 // the process's, and every library gets its own `__dso_handle` and the `__cxa_atexit` that files
-// destructors with it (init_fini.h), and its own atexit, tvm-ffi registration functions and the
-// like (library_thunks.h).
+// destructors with it (init_fini.h), its own atexit, tvm-ffi registration functions and the like
+// (library_thunks.h), and the core's `__tls_get_addr` and `__cxa_thread_atexit` (tls_symbols.h).
 //
 // A graph left with no external symbol depends on nothing ORC could be waiting for, yet ORC still
 // walks every edge of it, and groups its symbols by block, to compute its dependencies. For such a
@@ -38,6 +38,7 @@
 
 #include "library_thunks.h"
 #include "plugin.h"
+#include "tls_symbols.h"
 
 namespace orcjit {
 
@@ -51,6 +52,10 @@ class ProcessSymbols {
 
   /// The address of `name` in the process, or a null address when no library defines it.
   llvm::orc::ExecutorAddr Find(const llvm::orc::SymbolStringPtr& name);
+
+  /// The address of `name` in the process now, without the cache: for a thread-local variable,
+  /// dlsym gives the calling thread's copy. nullptr when no library defines it.
+  void* FindNow(const char* name) const;
 
   /// Forgets every answer; the names belong to the JIT's string pool, so this must be done before
   /// the JIT is destroyed.
@@ -121,6 +126,7 @@ class ProcessBindingPlugin final : public ResourcelessPlugin {
   const llvm::orc::SymbolStringPtr cxa_atexit_;
   /// The names each library binds to its own thunks: name -> index in EntryPoints().
   llvm::DenseMap<llvm::orc::SymbolStringPtr, size_t> entry_points_;
+  const ThreadLocalSymbols thread_local_symbols_;
   std::mutex mutex_;
   std::unordered_map<const llvm::orc::JITDylib*, Library> libraries_;
   /// The definitions of graphs that are linked but not emitted yet.

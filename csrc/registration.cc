@@ -15,6 +15,7 @@
 #include "library.h"
 #include "session.h"
 #include "shared_libraries.h"
+#include "tls_runtime.h"
 
 namespace orcjit {
 namespace {
@@ -87,6 +88,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
                               batched);
            })
       .def("orcjit.load_shared_library", LoadSharedLibrary)
+      .def("orcjit.thread_local_copies", ThreadLocalCopies)
       .def("orcjit.llvm_version", LLVMVersion)
       .def("orcjit.prepare_fork", PrepareFork);
 }

@@ -121,6 +121,10 @@ SessionObj::SessionObj() {
                 layer->addPlugin(std::move(*eh_frames));
                 layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
                 layer->addPlugin(std::make_unique<FailureAttributionPlugin>());
+                // Before the binding plugin: it fills TLS entries before that applies fixups.
+                auto thread_locals = std::make_unique<ThreadLocalPlugin>(process_symbol_cache_);
+                thread_locals_ = thread_locals.get();
+                layer->addPlugin(std::move(thread_locals));
                 auto binding = std::make_unique<ProcessBindingPlugin>(es, process_symbol_cache_);
                 binding_ = binding.get();
                 layer->addPlugin(std::move(binding));

@@ -6,8 +6,9 @@
 //     job from the linked sections instead, with no code generation on the load path;
 //   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
 //     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames), the
-//     initializer plugin and the process binding plugin (process_symbols.h), which binds a graph's
-//     references to the process and to its library's `__dso_handle` before ORC's lookup;
+//     initializer plugin, the thread-local storage plugin (tls_plugin.h) and the process binding
+//     plugin (process_symbols.h), which binds a graph's references to the process and to its
+//     library's `__dso_handle` before ORC's lookup;
 //   * a process-symbols JITDylib whose generator resolves names against the libraries the process
 //     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL;
 //     it and the binding plugin share one cache, so each name costs one dlsym per session.
@@ -30,6 +31,7 @@
 #include "memory.h"
 #include "object_cache.h"
 #include "process_symbols.h"
+#include "tls_plugin.h"
 
 namespace orcjit {
 
@@ -56,6 +58,7 @@ class SessionObj : public tvm::ffi::Object {
   InitFiniPlugin& init_fini() { return *init_fini_; }
   ProcessBindingPlugin& binding() { return *binding_; }
   GraphPreparationPlugin& preparation() { return *preparation_; }
+  ThreadLocalPlugin& thread_locals() { return *thread_locals_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
   /// Object files the session's libraries have added, read and checked once (object_cache.h).
   ObjectCache& objects() { return objects_; }
@@ -72,6 +75,7 @@ class SessionObj : public tvm::ffi::Object {
   InitFiniPlugin* init_fini_ = nullptr;            // owned by the object linking layer
   ProcessBindingPlugin* binding_ = nullptr;        // owned by the object linking layer
   GraphPreparationPlugin* preparation_ = nullptr;  // owned by the object linking layer
+  ThreadLocalPlugin* thread_locals_ = nullptr;     // owned by the object linking layer
   llvm::orc::JITDylib* process_symbols_ = nullptr;
   std::mutex mutex_;
   std::unordered_set<LibraryObj*> libraries_;
