@@ -137,10 +137,11 @@ std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dyli
                     " / pytest_orcjit.load_shared_library(\"" + library->load + "\")");
   }
   if (!unknown.empty()) {
-    parts.push_back(DescribeUndefined(unknown, files) +
-                    ": no object in the library defines it and the process does not export it; "
-                    "add the object that defines it to the library, or load the shared library "
-                    "that does (pytest_orcjit.load_shared_library, --orcjit-libs)");
+    const char* it = unknown.size() == 1 ? "it" : "them";
+    parts.push_back(DescribeUndefined(unknown, files) + ": no object in the library defines " + it +
+                    " and the process does not export " + it + "; add the object that " +
+                    "defines " + it + " to the library, or load the shared library that does " +
+                    "(pytest_orcjit.load_shared_library, --orcjit-libs)");
   }
   std::string message;
   for (const std::string& part : parts) message += (message.empty() ? "" : "; ") + part;
