@@ -15,8 +15,8 @@ Each document runs in a temporary directory of its own, its examples in order:
 * ``<!-- skip: next -->`` before a block skips it (installs, GPU-only examples, long runs).
 
 The objects the Python API examples load by name (``math_ops.o``...) are compiled from
-``tests/kernels`` into the document's directory before its first example runs. Importing Sybil
-happens only when a document is collected, so ``pytest tests`` does not need it.
+``tests/kernels`` into the document's directory before its first example runs. Sybil is imported
+only when a document is collected, so ``pytest tests`` runs without it.
 """
 
 from __future__ import annotations
@@ -95,17 +95,30 @@ def source_files(document: str) -> Iterator[str]:
             yield match.group(1)
 
 
-_collect = None
+class SybilMissing(pytest.File):
+    """A document collected where Sybil is not installed: an error once it is selected."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        raise ImportError(
+            f"running the examples of {self.path.name} needs Sybil: pip install -e '.[test]'"
+        )
+
+
+_collect: Any = None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    # pytest offers every file of a directory it walks, also where only tests/ was asked for, so
+    # that Sybil is imported only for documents, and its absence is an error only for those run.
     if not any(file_path.match(str(ROOT / pattern)) for pattern in DOCUMENTS):
         return None
     global _collect
     if _collect is None:
-        from sybil import Sybil
-        from sybil.parsers.markdown import CodeBlockParser, SkipParser
-
+        try:
+            from sybil import Sybil
+            from sybil.parsers.markdown import CodeBlockParser, SkipParser
+        except ImportError:
+            return SybilMissing.from_parent(parent, path=file_path)
         parsers = [
             SkipParser(),
             CodeBlockParser("python", run_python),
@@ -113,7 +126,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         ]
         sybil = Sybil(parsers, patterns=list(DOCUMENTS), path=str(ROOT), fixtures=["doc_dir"])
         _collect = sybil.pytest()
-    return _collect(file_path, parent)
+    result: pytest.Collector | None = _collect(file_path, parent)
+    return result
 
 
 @pytest.fixture(scope="module")
