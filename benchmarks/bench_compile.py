@@ -90,7 +90,8 @@ def run_pytest(project: Path, tmp: Path, args: list[str]) -> dict[str, float]:
     """One pytest run; returns its timing marks and when the process was started."""
     timing = tmp / "timing.json"
     timing.unlink(missing_ok=True)
-    env = dict(os.environ, BENCH_TIMING=str(timing), PYTHONPATH=str(tmp))
+    path = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, BENCH_TIMING=str(timing), PYTHONPATH=path)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "orcjit_bench_timing"]
     command += ["-p", "no:randomly", "-p", "no:xdist", "--ignore=tests/test_cuda.py", *args]
     started = time.time()
