@@ -23,8 +23,6 @@ import pytest
 from . import pytest_internals
 
 if TYPE_CHECKING:
-    from _pytest.reports import TestReport
-
     from .isolation import ChildRun
 
 CRASH_MESSAGE = "crashed with signal {name} ({description})"
@@ -59,7 +57,9 @@ def describe(child: ChildRun) -> str:
     return EXIT_MESSAGE.format(status=os.waitstatus_to_exitcode(child.status))
 
 
-def failure_reports(item: pytest.Item, child: ChildRun, done: list[TestReport]) -> list[TestReport]:
+def failure_reports(
+    item: pytest.Item, child: ChildRun, done: list[pytest.TestReport]
+) -> list[pytest.TestReport]:
     """The reports that complete ``done`` for a child that died, timed out or exited early.
 
     The phase it was in fails: setup when it sent nothing, the call after a
@@ -95,7 +95,7 @@ def failure_reports(item: pytest.Item, child: ChildRun, done: list[TestReport]) 
     with contextlib.suppress(Exception):  # a bad condition already failed the child's setup
         pytest_internals.evaluate_xfail(item)
     call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), when)
-    crash: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    crash: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     stop = time.time()
     crash.sections = [*crash.sections, *sections]
     crash.duration, crash.start, crash.stop = child.duration, stop - child.duration, stop

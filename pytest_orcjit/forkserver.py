@@ -33,15 +33,12 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import pytest
 
 from . import pytest_internals
 from .protocol import INTERNAL_ERROR, JOB, PID, Ends, send, write_all
-
-if TYPE_CHECKING:
-    from _pytest.reports import TestReport
 
 AHEAD = 2  # children the server keeps forked ahead, waiting for a job
 RESPAWNS = 3  # waiting children that may die in a row (before taking a job) before the server quits
@@ -125,7 +122,8 @@ def _run_job(
         status = _child_main(item, ends, tee, timeout > 0, warning_filters)
         if learn >= 0:
             with contextlib.suppress(OSError):
-                write_all(learn, bytes(_ffi_api.copied_pages(ranges, WARM_BATCH)))  # type: ignore[attr-defined]
+                copied = _ffi_api.copied_pages(ranges, WARM_BATCH)  # type: ignore[attr-defined]
+                write_all(learn, bytes(copied))
     except BaseException:
         with contextlib.suppress(BaseException):
             write_all(ends.stderr, traceback.format_exc().encode())
@@ -172,7 +170,7 @@ class _ChildPlugin:
         finally:
             self.in_phase = False
 
-    def pytest_runtest_logreport(self, report: TestReport) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Send each report as it is logged: if a later phase crashes, the earlier ones stand.
 
         In a child only this plugin and the session see the reports logged
@@ -241,7 +239,7 @@ def _child_main(
 _backtraced = False  # whether this process turned a tvm-ffi error into a Python exception
 
 
-def _encode(config: pytest.Config, report: TestReport) -> dict[str, Any]:
+def _encode(config: pytest.Config, report: pytest.TestReport) -> dict[str, Any]:
     """What a child does with each report it logs: settle its outcome, then serialize it."""
     config.hook.pytest_report_teststatus(report=report, config=config)
     data: dict[str, Any] = config.hook.pytest_report_to_serializable(config=config, report=report)

@@ -29,15 +29,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from . import crash_reports, forkserver, pytest_internals
 from .protocol import JOB, STATUS, Ends, MessageReader, kill, read_into, write_all
-
-if TYPE_CHECKING:
-    from _pytest.reports import TestReport
 
 TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
 
@@ -341,14 +338,14 @@ class ChildRun:
 
 
 def _teardown_parent(
-    item: pytest.Item, nextitem: pytest.Item | None, report: TestReport
-) -> TestReport:
+    item: pytest.Item, nextitem: pytest.Item | None, report: pytest.TestReport
+) -> pytest.TestReport:
     """Tear down the parent's nodes ``nextitem`` does not need; merge errors into ``report``."""
     call, sections = pytest_internals.teardown_parent_nodes(item, nextitem)
     report.sections += sections
     if call is None or call.excinfo is None:
         return report
-    parent_report: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    parent_report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     if report.passed:
         parent_report.sections = list(report.sections)
         return parent_report
