@@ -6,10 +6,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -22,7 +18,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -234,7 +229,7 @@ ffi::String StructCode() {
   Field(#name, static_cast<int64_t>(offsetof(Record, name)), StructCode<decltype(Record::name)>())
 
 /// The records that cross between the pytest process and the fork server, as the core lays them
-/// out, for tests/test_fork_server.py to compare with pytest_orcjit/protocol.py.
+/// out, for tests/test_forkserver.py to compare with pytest_orcjit/protocol.py.
 ffi::Map<ffi::String, Layout> RecordLayouts() {
   ffi::Map<ffi::String, Layout> layouts;
   layouts.Set("job",
