@@ -22,7 +22,7 @@ struct PageRun {
 };
 
 /// The writable private mappings of this process (the stack aside), each of at most 1 GiB, as
-/// sorted (low, high) address pairs. Empty where /proc/self/maps cannot be read.
+/// runs sorted by address. Empty where /proc/self/maps cannot be read.
 std::vector<PageRun> WritableRanges();
 
 /// Backs the 2 MiB-aligned windows of `ranges` with transparent huge pages where the kernel can

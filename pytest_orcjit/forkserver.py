@@ -3,15 +3,16 @@
 ``serve`` runs in the fork server, a process forked from pytest by
 :class:`pytest_orcjit.isolation.ForkServer`. It does once what every child
 would otherwise do again (registers the child plugin, links the test's objects
-in a throwaway library, serializes a report, collapses its memory into huge
-pages), then hands over to the native loop (``orcjit.serve_forks``,
-``csrc/fork_server.h``), which keeps ``AHEAD`` children forked ahead, waiting
-for a job, and reports how each ends. A child returns into Python holding one
-job, runs its item through ``pytest_runtest_protocol``, sends each report as it
-is logged, then its warnings (:mod:`pytest_orcjit.protocol`), and leaves with
-``os._exit``. The first child also reports which pages it copied, which later
-children copy while they wait (warming). What this asks of the kernel (huge
-pages, pagemap, warming, scheduling) is native, in ``csrc/fork_tuning.h``.
+in a throwaway library, serializes a report), collapses its memory into huge
+pages (fewer page-table entries for each fork to copy), then hands over to the
+native loop (``orcjit.serve_forks``, ``csrc/fork_server.h``), which keeps
+``AHEAD`` children forked ahead, waiting for a job, and reports how each ends.
+A child returns into Python holding one job, runs its item through
+``pytest_runtest_protocol``, sends each report as it is logged, then its
+warnings (:mod:`pytest_orcjit.protocol`), and leaves with ``os._exit``. The
+first child also reports which pages it copied, which later children copy
+while they wait (warming). What this asks of the kernel (huge pages, pagemap,
+warming, scheduling) is native, in ``csrc/fork_tuning.h``.
 ``docs/architecture.md`` describes the design and why.
 
 A child reports whether it turned a tvm-ffi error into a Python exception
