@@ -1,66 +1,30 @@
-// The fork server's loop and its waiting children, in native code (see fork_server.h).
+// The fork server's loop and its waiting children, in native code (see fork_server.h), and the
+// global functions that Python reaches them by.
 #include "fork_server.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/container/tuple.h>
+#include <tvm/ffi/reflection/registry.h>
+#include <tvm/ffi/string.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+
+#include "fork_tuning.h"
 
 namespace orcjit {
 namespace {
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-struct SchedAttr {  // struct sched_attr (SCHED_ATTR_SIZE_VER0)
-  uint32_t size;
-  uint32_t policy;
-  uint64_t flags;
-  int32_t nice;
-  uint32_t priority;
-  uint64_t runtime;
-  uint64_t deadline;
-  uint64_t period;
-};
-
-/// Background work (SCHED_BATCH) asks for a long time slice, so that an ordinary process woken
-/// on its core (the next test, the pytest process) preempts it at once (Linux >= 6.12).
-constexpr uint64_t kBackgroundSliceNs = 100'000'000;
-
-void SetScheduler(int policy) {
-#ifdef SYS_sched_setattr
-  errno = 0;
-  int nice = getpriority(PRIO_PROCESS, 0);
-  SchedAttr attr{sizeof(SchedAttr),
-                 static_cast<uint32_t>(policy),
-                 0,
-                 nice,
-                 0,
-                 policy == SCHED_BATCH ? kBackgroundSliceNs : 0,
-                 0,
-                 0};
-  if (errno == 0 && syscall(SYS_sched_setattr, 0, &attr, 0) == 0) return;
-#endif
-  sched_param param{};
-  sched_setscheduler(0, policy, &param);
-}
-
-bool Readable(int fd) {
-  pollfd poll_fd{fd, POLLIN, 0};
-  return poll(&poll_fd, 1, 0) > 0;
-}
 
 ssize_t ReadRetrying(int fd, void* buffer, size_t size) {
   ssize_t got;
@@ -87,73 +51,11 @@ bool WriteAll(int fd, const void* data, size_t size) {
   return true;
 }
 
-int PidFd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
-  return -1;
-#endif
-}
-
-/// Copies the pages of `runs` (flat address, length pairs, as struct iovec) a batch at a time,
-/// until `until` is readable; a later call goes on where this one stopped. MADV_POPULATE_WRITE
-/// (Linux 5.14) breaks copy-on-write as a write would, without writing; an address not mapped
-/// writable is an error, never a fault. A batch is one process_madvise call on this process
-/// (which takes MADV_POPULATE_WRITE since Linux 6.13); a batch it does not take whole, or every
-/// batch where it is missing (or `batched` is false), is done again one madvise per run.
-class Warmer {
- public:
-  Warmer(const std::vector<uint64_t>& runs, size_t batch_bytes, bool batched = true)
-      : runs_(runs), batch_bytes_(batch_bytes), pidfd_(batched ? -2 : -1) {}
-  ~Warmer() {
-    if (pidfd_ >= 0) close(pidfd_);
-  }
-
-  bool done() const { return next_ * 2 >= runs_.size(); }
-
-  void Warm(int until) {
-    size_t count = runs_.size() / 2;
-    if (next_ < count && pidfd_ == -2) pidfd_ = PidFd(getpid());
-    while (next_ < count) {
-      if (Readable(until)) return;
-      size_t first = next_, size = 0;
-      while (next_ < count && (next_ == first || size + runs_[2 * next_ + 1] <= batch_bytes_)) {
-        size += runs_[2 * next_ + 1];
-        ++next_;
-      }
-#ifdef SYS_process_madvise
-      if (pidfd_ >= 0) {  // one call per batch (MADV_POPULATE_WRITE there: Linux >= 6.13)
-        auto* vectors = reinterpret_cast<const iovec*>(runs_.data() + 2 * first);
-        ssize_t done =
-            syscall(SYS_process_madvise, pidfd_, vectors, next_ - first, MADV_POPULATE_WRITE, 0);
-        if (done == static_cast<ssize_t>(size)) continue;
-        if (done < 0 && errno == EINVAL) {
-          close(pidfd_);
-          pidfd_ = -1;
-        }
-      }
-#endif
-      for (size_t run = first; run < next_; ++run) {
-        void* address = reinterpret_cast<void*>(runs_[2 * run]);
-        if (madvise(address, runs_[2 * run + 1], MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
-          next_ = count;  // before Linux 5.14: nothing to warm with
-          return;
-        }
-      }
-    }
-  }
-
- private:
-  const std::vector<uint64_t>& runs_;
-  size_t batch_bytes_;
-  size_t next_ = 0;
-  int pidfd_;  // -2: not opened yet
-};
-
 /// A waiting child: warms, waits for its turn, then reads its job into `job` (leaves if the
 /// pytest process closed the server). `turn` is the read end of its turn pipe (-1: none, it is
 /// next in line), `passing` the write end of its successor's, which it closes as it returns.
-void TakeJob(int jobs, int turn, int passing, Warmer* warmer, unsigned char (&job)[12]) {
+void TakeJob(int jobs, int turn, int passing, Warmer* warmer,
+             unsigned char (&job)[sizeof(JobRecord)]) {
   char byte = 0;
   bool next_in_line = turn < 0 || ReadRetrying(turn, &byte, 1) == 0;
   warmer->Warm(next_in_line ? jobs : turn);
@@ -181,13 +83,6 @@ struct Child {
 
 }  // namespace
 
-bool WarmPages(const std::vector<uint64_t>& runs, int until, std::size_t batch_bytes,
-               bool batched) {
-  Warmer warmer(runs, batch_bytes, batched);
-  warmer.Warm(until);
-  return warmer.done();
-}
-
 ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t batch_bytes) {
   SetScheduler(SCHED_BATCH);  // and so its children, until they take a job
   ForkResult result;
@@ -197,7 +92,7 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
   fcntl(taken[0], F_SETFL, O_NONBLOCK);
   fcntl(learn[0], F_SETFL, O_NONBLOCK);
   std::vector<Child> children;
-  std::vector<uint64_t> runs;  // the pages the first child copied, once it said so
+  std::vector<PageRun> runs;  // the pages the first child copied, once it said so
   std::vector<char> learned;
   int learn_r = learn[0];
   // The read end of the next child's turn pipe; the last child forked holds its write end.
@@ -272,8 +167,8 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
       if (got == 0) {
         close(learn_r);
         learn_r = -1;
-        runs.resize(learned.size() / 16 * 2);  // none if the first child died before it said
-        if (!runs.empty()) std::memcpy(runs.data(), learned.data(), runs.size() * sizeof(uint64_t));
+        runs.resize(learned.size() / sizeof(PageRun));  // none if the first child died first
+        if (!runs.empty()) std::memcpy(runs.data(), learned.data(), runs.size() * sizeof(PageRun));
       }
     }
     ended.clear();
@@ -292,8 +187,8 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
       }
     }
     for (auto [dead, wait_status] : ended) {
-      int32_t record[2] = {dead, wait_status};
-      WriteAll(fds.status, record, sizeof(record));
+      StatusRecord record{dead, wait_status};
+      WriteAll(fds.status, &record, sizeof(record));
       for (size_t i = 0; i < children.size(); ++i) {
         if (children[i].pid != dead) continue;
         if (children[i].waiting) {  // it died before it took a job
@@ -312,4 +207,61 @@ ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, size_t 
   return result;
 }
 
+namespace {
+
+namespace ffi = tvm::ffi;
+
+/// A field of a record: (name, offset, Python struct code of its type).
+using Field = ffi::Tuple<ffi::String, int64_t, ffi::String>;
+/// A record: (size, fields in order).
+using Layout = ffi::Tuple<int64_t, ffi::Array<Field>>;
+
+template <typename T>
+ffi::String StructCode() {
+  static_assert(std::is_arithmetic_v<T>, "a record field is a number");
+  if constexpr (std::is_same_v<T, double>) return "d";
+  if constexpr (std::is_same_v<T, int32_t>) return "i";
+  if constexpr (std::is_same_v<T, uint64_t>) return "Q";
+  return "?";  // no struct code here: the test comparing the layouts fails
+}
+
+#define ORCJIT_FIELD(Record, name) \
+  Field(#name, static_cast<int64_t>(offsetof(Record, name)), StructCode<decltype(Record::name)>())
+
+/// The records that cross between the pytest process and the fork server, as the core lays them
+/// out, for tests/test_forkserver.py to compare with pytest_orcjit/protocol.py.
+ffi::Map<ffi::String, Layout> RecordLayouts() {
+  ffi::Map<ffi::String, Layout> layouts;
+  layouts.Set("job",
+              Layout(sizeof(JobRecord), ffi::Array<Field>{ORCJIT_FIELD(JobRecord, index),
+                                                          ORCJIT_FIELD(JobRecord, timeout)}));
+  layouts.Set("status", Layout(sizeof(StatusRecord),
+                               ffi::Array<Field>{ORCJIT_FIELD(StatusRecord, pid),
+                                                 ORCJIT_FIELD(StatusRecord, wait_status)}));
+  layouts.Set("run", Layout(sizeof(PageRun), ffi::Array<Field>{ORCJIT_FIELD(PageRun, address),
+                                                               ORCJIT_FIELD(PageRun, length)}));
+  return layouts;
+}
+
+#undef ORCJIT_FIELD
+
+TVM_FFI_STATIC_INIT_BLOCK() {
+  namespace refl = tvm::ffi::reflection;
+  refl::GlobalDef()
+      .def("orcjit.serve_forks",
+           [](int64_t jobs, int64_t lifeline, int64_t status, int64_t ahead, int64_t respawns,
+              int64_t batch_bytes) {
+             ForkServerFds fds{static_cast<int>(jobs), static_cast<int>(lifeline),
+                               static_cast<int>(status)};
+             ForkResult result =
+                 ServeForks(fds, static_cast<int>(ahead), static_cast<int>(respawns),
+                            static_cast<size_t>(batch_bytes));
+             ffi::Bytes job(reinterpret_cast<const char*>(result.job),
+                            result.child ? sizeof(result.job) : 0);
+             return ffi::Tuple<ffi::Bytes, int64_t, bool>(job, result.learn, result.failed);
+           })
+      .def("orcjit.fork_record_layouts", RecordLayouts);
+}
+
+}  // namespace
 }  // namespace orcjit

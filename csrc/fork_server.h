@@ -1,15 +1,31 @@
 // The fork server's loop, in native code: run by pytest_orcjit.forkserver in the fork server, a
 // process forked from pytest that from then on only forks. Native so that the server, once it
 // forked its first child, writes (and so copies) almost no memory: every page it wrote would be
-// copied again, and every huge page it wrote split, for each child it forks after that.
+// copied again, and every huge page it wrote split, for each child it forks after that. The
+// records it shares with the pytest process are declared here and mirrored, field for field, by
+// pytest_orcjit/protocol.py (the global function orcjit.fork_record_layouts lets a test compare
+// them); what it asks of the kernel (huge pages, warming, scheduling) is in fork_tuning.h.
 #ifndef PYTEST_ORCJIT_FORK_SERVER_H_
 #define PYTEST_ORCJIT_FORK_SERVER_H_
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 namespace orcjit {
+
+/// One job, as the pytest process writes it on the jobs pipe (protocol.JOB): the index of the
+/// item in the session's items (-1: the item the server was started for) and its timeout in
+/// seconds (0: none). The server hands it unread to the child that takes it.
+struct __attribute__((packed)) JobRecord {
+  int32_t index;
+  double timeout;
+};
+
+/// How a child ended, as the server writes it on the status pipe (protocol.STATUS).
+struct StatusRecord {
+  int32_t pid;
+  int32_t wait_status;
+};
 
 /// The server's ends of the pipes it shares with the pytest process (see isolation.ForkServer).
 struct ForkServerFds {
@@ -21,9 +37,9 @@ struct ForkServerFds {
 /// How ServeForks returned: in a child that took a job, or in the server once it stopped.
 struct ForkResult {
   bool child = false;
-  unsigned char job[12] = {};  // in a child: the job record it read
-  int learn = -1;              // in the first child: where to write the pages it copied
-  bool failed = false;         // in the server: whether it could not keep children forked
+  unsigned char job[sizeof(JobRecord)] = {};  // in a child: the job record it read
+  int learn = -1;       // in the first child: where to write the pages it copied
+  bool failed = false;  // in the server: whether it could not keep children forked
 };
 
 /// Keeps `ahead` children forked and waiting for a job, in the order they were forked; reports
@@ -35,12 +51,6 @@ struct ForkResult {
 /// order they were forked: the child forked before writes a byte on its successor's turn pipe
 /// once warmed, and closes it as it takes a job (the kernel does as it dies).
 ForkResult ServeForks(const ForkServerFds& fds, int ahead, int respawns, std::size_t batch_bytes);
-
-/// What a waiting child does before it reads a job: copy the pages of `runs` (flat address,
-/// length pairs) in batches of at most `batch_bytes`, until `until` is readable. Returns whether
-/// all were copied. Unless `batched`, one madvise per run (as where process_madvise is missing).
-bool WarmPages(const std::vector<uint64_t>& runs, int until, std::size_t batch_bytes,
-               bool batched = true);
 
 }  // namespace orcjit
 

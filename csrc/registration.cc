@@ -3,15 +3,11 @@
 // binds. Nothing else in the core knows it is called from Python.
 #include <tvm/ffi/cast.h>
 #include <tvm/ffi/container/array.h>
-#include <tvm/ffi/container/tuple.h>
 #include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
 
-#include <cstring>
 #include <string>
-#include <vector>
 
-#include "fork_server.h"
 #include "library.h"
 #include "session.h"
 #include "shared_libraries.h"
@@ -66,26 +62,6 @@ TVM_FFI_STATIC_INIT_BLOCK() {
            [](Library library) {
              std::string crashed = library->Close();
              if (!crashed.empty()) TVM_FFI_THROW(RuntimeError) << crashed;
-           })
-      .def("orcjit.serve_forks",
-           [](int64_t jobs, int64_t lifeline, int64_t status, int64_t ahead, int64_t respawns,
-              int64_t batch_bytes) {
-             ForkServerFds fds{static_cast<int>(jobs), static_cast<int>(lifeline),
-                               static_cast<int>(status)};
-             ForkResult result =
-                 ServeForks(fds, static_cast<int>(ahead), static_cast<int>(respawns),
-                            static_cast<size_t>(batch_bytes));
-             ffi::Bytes job(reinterpret_cast<const char*>(result.job),
-                            result.child ? sizeof(result.job) : 0);
-             return ffi::Tuple<ffi::Bytes, int64_t, bool>(job, result.learn, result.failed);
-           })
-      .def("orcjit.warm_pages",
-           [](ffi::Bytes runs, int64_t until, int64_t batch_bytes, bool batched) {
-             std::vector<uint64_t> flat(runs.size() / sizeof(uint64_t));
-             if (!flat.empty())
-               std::memcpy(flat.data(), runs.data(), flat.size() * sizeof(uint64_t));
-             return WarmPages(flat, static_cast<int>(until), static_cast<size_t>(batch_bytes),
-                              batched);
            })
       .def("orcjit.load_shared_library", LoadSharedLibrary)
       .def("orcjit.thread_local_copies", ThreadLocalCopies)

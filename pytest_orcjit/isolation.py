@@ -1,82 +1,21 @@
 """The fork boundary, seen from the pytest process: run items in forked children.
 
-``run_forked(item, nextitem, timeout, generation, warning_filters, warm)`` is called
-by the plugin's ``pytest_runtest_protocol`` hook in place of pytest's own
-protocol. The pytest process does not fork per test: the first forked test
-starts a *fork server* (:mod:`pytest_orcjit.forkserver`, the far side of the
-boundary), a process forked from pytest at that moment that from then on only
-forks, and keeps children forked ahead, waiting for a job. For each test the
-pytest process logs the start, writes the item's index to the jobs pipe, where
-the next waiting child in line reads it, and reads what that child sends:
-each report, serialized with ``pytest_report_to_serializable`` as soon as
-it is logged (the phases' own, and extra ones such as those of pytest's
-subtests), then its warnings.
-It rebuilds the reports with ``pytest_report_from_serializable`` and logs
-them, so the terminal, ``-x``/``--maxfail``, ``--lf``, junitxml and xdist see
-what they would see without the fork.
+``run_forked`` is called by the plugin's ``pytest_runtest_protocol`` hook in
+place of pytest's own protocol. The first forked test starts a fork server
+(:mod:`pytest_orcjit.forkserver`, the far side), a snapshot of the pytest
+process that keeps children forked ahead; each test is a job written to one of
+them (:mod:`pytest_orcjit.protocol`). The reports the child sends are rebuilt
+with ``pytest_report_from_serializable`` and logged here, so that the terminal,
+``-x``, ``--lf``, junitxml and xdist see what they would without the fork; a
+child that does not report back fails its test (:mod:`pytest_orcjit.crash_reports`).
+The server is started again whenever the pytest process changed what a child
+would inherit (the plugin's ``generation``, or the nodes it holds set up).
+``docs/architecture.md`` describes what crosses the fork and why it is built so.
 
-Why a server: after a fork every page either process writes is copied (or at
-least faulted) once. Forking the pytest process per test made it pay the fork
-and those faults on every test; now the fork and the child's exit happen in the
-server's processes, on another core while the pytest process reports, and the
-pytest process pays its copy-on-write faults once per server. The server is a
-snapshot: it is started again whenever the pytest process changed what a child
-would inherit, that is when the plugin's ``generation`` changed (the JIT session
-was made, objects compiled, a test ran in-process) or the fixtures the pytest
-process holds set up changed.
-
-The server reports each child's exit status through a pipe. A child that ends
-before its last message fails the phase it was in (setup if it sent no report,
-the call after a setup that passed, else the teardown) with a report made by
-``pytest_runtest_makereport`` from a pytrace-less failure (so an ``xfail`` mark
-applies), that names the cause: a signal ("crashed with signal SIGSEGV
-(Segmentation fault)"), an early exit ("exited with status 3 before
-reporting", e.g. C ``exit()``) or a timeout ("timeout after 2 s": SIGTERM, then
-SIGKILL after a grace of one second). Its longrepr ends with the last lines the
-child wrote to stderr, stack dumps trimmed to the frames that matter:
-faulthandler's Python traceback (dumped on the crash, or on the SIGTERM of a
-timeout) and any native backtrace. Where the stderr comes from: with
-``--capture=fd`` (pytest's default) what the test wrote is still in pytest's
-capture files and is read from there (stdout becomes a "Captured stdout"
-section); otherwise (``-s``, ``--capture=sys``) the child's fd 2 is a pipe the
-parent copies to its own stderr as it arrives and keeps the tail of. With
-``--capture=sys`` what Python code wrote to ``sys.stderr`` lives in the
-child's memory and dies with it.
-
-What crosses the fork, and what does not:
-
-* Reports cross whole: outcome, longrepr with its traceback, captured
-  stdout/stderr/log sections, duration, ``user_properties`` (so
-  ``record_property`` reaches junitxml). Warnings recorded in the child are
-  replayed in the parent through ``pytest_warning_recorded``. ``pytest.exit()``
-  and KeyboardInterrupt in the child end the session in the parent.
-* Anything else the test changes in memory stays in the child: objects of
-  session/module/class-scoped fixtures, module globals, ``item.stash``,
-  ``config.stash``, ``record_xml_attribute``, ``record_testsuite_property``.
-  Files (tmp_path, ``config.cache``) are shared as usual.
-
-Fixtures of wider scope: the child sets up every fixture the parent does not
-already hold, and tears down exactly what it set up (even a session-scoped
-fixture) before it exits; it never runs the parent's finalizers. A
-session-, module- or class-scoped fixture used only by forked tests is
-therefore set up and torn down once per forked test; one that a non-forked test
-already set up in the parent is shared (copy-on-write) by the forked tests that
-follow and torn down once, in the parent, when the scope ends. The plugin's
-own ``orcjit_session`` is always set up in the parent, before the first forked
-test that uses it (``hold_session_fixture``). Limit: a
-parametrized wider-scoped fixture that the parent holds with another parameter
-is finished in the child as well as in the parent. The child's teardown sees
-``nextitem=None`` in ``pytest_runtest_teardown``.
-
-Fork safety: the parent must run no other thread when it starts the server (the
-compile thread pool is joined before the first test; LLVM runs no threads in
-our configuration; pytest's ``faulthandler_timeout`` starts a watchdog thread in
-the parent, so use the orcjit timeout instead). The one exception is the I/O
-thread every pytest-xdist worker runs: neither server nor child touches execnet.
-CUDA must not be initialised in the parent: a forked child cannot use a CUDA
-context it inherits.
-
-This module imports neither the public API nor the native core.
+Fork safety: the pytest process runs no other thread when it starts the server
+(pytest-xdist's I/O thread aside, which neither server nor child touches), and
+never initialises CUDA. This module imports neither the public API nor the
+native core.
 """
 
 from __future__ import annotations
@@ -84,38 +23,22 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import pickle
-import re
 import select
 import signal
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import pytest
-from _pytest.skipping import evaluate_xfail_marks, xfailed_key
 
-from . import forkserver
-from .forkserver import HEADER, JOB, PID, STATUS, flush, kill, read_into, write_all
+from . import crash_reports, forkserver, pytest_internals
+from .protocol import JOB, STATUS, Ends, MessageReader, kill, read_into, write_all
 
-if TYPE_CHECKING:
-    from _pytest.reports import TestReport
-
-CRASH_MESSAGE = "crashed with signal {name} ({description})"
-EXIT_MESSAGE = "exited with status {status} before reporting"
-TIMEOUT_MESSAGE = "timeout after {timeout:g} s"
-SERVER_MESSAGE = "the orcjit fork server exited unexpectedly (wait status {status})"
-STDERR_TAIL_HEADER = "last {lines} lines of stderr:"
-TAIL_LINES = 40
-FRAMES_KEPT = 12  # of each stack dump in the stderr tail
 TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
 
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
-_FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
-_PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
-_BOUNDARY_FILES = (__file__, forkserver.__file__)  # frames of the fork boundary
 _SERVER = pytest.StashKey["ForkServer"]()
 _POSITIONS = pytest.StashKey[dict[pytest.Item, int]]()
 
@@ -150,7 +73,8 @@ def run_forked(
     ]
     if run.end is None:
         phases = [report for report, extra in reports if not extra]
-        reports += [(report, False) for report in _failure_reports(item, run, phases)]
+        failed = crash_reports.failure_reports(item, run, phases)
+        reports += [(report, False) for report in failed]
     for report, extra in reports:
         if report.when == "teardown" and not extra:
             report = _teardown_parent(item, nextitem, report)
@@ -218,17 +142,12 @@ def _positions(session: pytest.Session) -> dict[pytest.Item, int]:
 
 
 class ForkServer:
-    """The pytest process's handle on its fork server (see the module docstring).
+    """The pytest process's handle on its fork server; its channels are :mod:`.protocol`'s.
 
-    Pipes: jobs (parent -> waiting child), done (child -> parent: a byte once
-    its last message is written), stderr (child -> parent, when not captured
-    by pytest), status (server -> parent: how each child ended) and a lifeline
-    (the server leaves when it closes). The running child writes its pid and
-    its messages into a memory file shared by all, emptied before each job,
-    rather than into a pipe: a message there survives a crash as it would in a
-    pipe, but wakes nobody (a woken pytest process took the running child's
-    CPU, once per report) and never fills up. The pytest process wakes once
-    per test: on done, on the server's status of the child, or on the timeout.
+    The running child writes its messages into a memory file rather than a
+    pipe: a message there survives a crash, but wakes nobody and never fills
+    up. The pytest process wakes once per test: on done, on the server's
+    status of the child, or on the timeout.
     """
 
     def __init__(
@@ -240,7 +159,7 @@ class ForkServer:
     ) -> None:
         config, session = item.config, item.session
         self.generation = generation
-        self.stack = _parent_stack(session)
+        self.stack = pytest_internals.parent_stack(session)
         self.start_item = item
         self.positions = _positions(session)
         # With --capture=fd pytest's own capture owns fd 2 while the test runs;
@@ -254,8 +173,8 @@ class ForkServer:
         lifeline_r, self.lifeline_w = os.pipe()
         theirs = (jobs_r, done_w, stderr_w, status_w, lifeline_r)
         ours = (self.jobs_w, self.done_r, self.stderr_r, self.status_r, self.lifeline_w)
-        ends = forkserver.Ends(jobs_r, self.messages, done_w, stderr_w, status_w, lifeline_r)
-        flush(config)
+        ends = Ends(jobs_r, self.messages, done_w, stderr_w, status_w, lifeline_r)
+        pytest_internals.flush(config)
         gc.freeze()  # the server's children then leave the parent's objects (and pages) alone
         try:
             pid = _fork(config)
@@ -282,14 +201,14 @@ class ForkServer:
         return (
             self.exit_status is None
             and generation == self.generation
-            and _parent_stack(item.session) == self.stack
+            and pytest_internals.parent_stack(item.session) == self.stack
             and (item is self.start_item or item in self.positions)
         )
 
-    def run(self, item: pytest.Item, timeout: float | None) -> _Run:
+    def run(self, item: pytest.Item, timeout: float | None) -> ChildRun:
         """Hand ``item`` to the next waiting child and wait until it reported back or ended."""
         index = -1 if item is self.start_item else self.positions[item]
-        run = _Run(timeout, tee=self.tee)
+        run = ChildRun(timeout, tee=self.tee)
         while run.read_stderr(self.stderr_r) > 0:  # late output of the last child
             pass
         run.stderr.clear()
@@ -306,7 +225,7 @@ class ForkServer:
         run.duration = time.monotonic() - start
         return run
 
-    def _wait(self, run: _Run) -> None:
+    def _wait(self, run: ChildRun) -> None:
         """Wait until the child reported or ended; on the deadline terminate, then kill.
 
         Reading stderr while waiting matters: a child writing much of it (with
@@ -374,7 +293,7 @@ class ForkServer:
             self.exit_status = os.waitpid(self.pid, 0)[1]
 
 
-class _Run:
+class ChildRun:
     """One test in a child, seen from the parent: what the child sent and how it ended."""
 
     def __init__(self, timeout: float | None, tee: bool) -> None:
@@ -382,7 +301,6 @@ class _Run:
         self.tee = tee
         self.messages = bytearray()  # what the child wrote into the server's messages file
         self.stderr = bytearray()
-        self.pid: int | None = None
         self.status: int | None = None  # wait status, if it ended without reporting
         self.server_status: int | None = None  # wait status of the server, if it died
         self.timed_out = False
@@ -390,41 +308,21 @@ class _Run:
         # Serialized, each sent once it was logged, and whether it was an extra one (a subtest).
         self.reports: list[tuple[dict[str, Any], bool]] = []
         self.end: dict[str, Any] | None = None  # the last message; None: the child ended early
-        self._parsed = 0  # bytes of ``messages`` taken so far
+        self._reader = MessageReader()
 
     def parse(self) -> bool:
         """Take the child's pid and whole messages out of ``messages``; True after the last one."""
-        data = self.messages
-        if self.pid is None and len(data) >= PID.size:
-            self.pid = PID.unpack_from(data)[0]
-            self._parsed = PID.size
-        while self.pid is not None and len(data) - self._parsed >= HEADER.size:
-            start = self._parsed + HEADER.size
-            stop = start + HEADER.unpack_from(data, self._parsed)[0]
-            if len(data) < stop:
-                break
-            message = pickle.loads(memoryview(data)[start:stop])
-            self._parsed = stop
+        for message in self._reader.take(self.messages):
             if "report" in message:
                 self.reports.append((message["report"], message["extra"]))
             else:
                 self.end = message
         return self.end is not None
 
-    def describe(self) -> str:
-        """Why the child did not report back, in one line."""
-        if self.timed_out:
-            return TIMEOUT_MESSAGE.format(timeout=self.timeout)
-        if self.status is None:
-            return SERVER_MESSAGE.format(status=self.server_status)
-        if os.WIFSIGNALED(self.status):
-            signum = os.WTERMSIG(self.status)
-            try:
-                name = signal.Signals(signum).name
-            except ValueError:
-                name = str(signum)
-            return CRASH_MESSAGE.format(name=name, description=signal.strsignal(signum))
-        return EXIT_MESSAGE.format(status=os.waitstatus_to_exitcode(self.status))
+    @property
+    def pid(self) -> int | None:
+        """The child that took the job, once it said so."""
+        return self._reader.pid
 
     def read_stderr(self, fd: int) -> int:
         """Read the child's stderr (copied to ours when not captured); keep its tail."""
@@ -439,168 +337,20 @@ class _Run:
         return self.stderr.decode("utf-8", "replace")
 
 
-def _parent_stack(session: pytest.Session) -> tuple[Any, ...]:
-    """The nodes the pytest process holds set up (their fixtures are what children share)."""
-    return tuple(session._setupstate.stack)
-
-
-def hold_session_fixture(item: pytest.Item, name: str) -> None:
-    """Set up the session-scoped fixture ``name`` of ``item`` here, in the pytest process.
-
-    The session node joins the parent's set-up stack as ``SetupState.setup``
-    would put it there (it is the first node of every item's chain), and the
-    fixture's finalizer goes onto it: children then find the fixture set up,
-    as after an in-process test that used it, and it is torn down once, here,
-    when the session ends.
-    """
-    session = item.session
-    stack = session._setupstate.stack
-    fixturedef = item._fixtureinfo.name2fixturedefs[name][-1]  # type: ignore[attr-defined]
-    if session in stack and fixturedef.cached_result is not None:
-        return  # held since an earlier test
-    if session not in stack:
-        stack[session] = ([session.teardown], None)
-        session.setup()
-    # pytest 9.1 deprecates a request setting up fixtures while its node is not set up (not on the
-    # stack): the item stands there, with no finalizers, for as long as the request runs.
-    stack[item] = ([], None)
-    try:
-        with _captured(item, "setup"):
-            item._request.getfixturevalue(name)  # type: ignore[attr-defined]
-    finally:
-        del stack[item]
-
-
 def _teardown_parent(
-    item: pytest.Item, nextitem: pytest.Item | None, report: TestReport
-) -> TestReport:
+    item: pytest.Item, nextitem: pytest.Item | None, report: pytest.TestReport
+) -> pytest.TestReport:
     """Tear down the parent's nodes ``nextitem`` does not need; merge errors into ``report``."""
-    session = item.session
-    state = session._setupstate
-    if not state.stack:
+    call, sections = pytest_internals.teardown_parent_nodes(item, nextitem)
+    report.sections += sections
+    if call is None or call.excinfo is None:
         return report
-    if session.shouldfail or session.shouldstop:
-        nextitem = None
-    needed = nextitem.listchain() if nextitem is not None else []
-    if all(node in needed for node in state.stack):
-        return report  # nextitem needs every node held here: nothing to tear down
-    sections = item._report_sections
-    start = len(sections)
-    with _captured(item, "teardown"):
-        call = pytest.CallInfo.from_call(lambda: state.teardown_exact(nextitem), when="teardown")
-    report.sections += [(f"Captured {key} {when}", text) for when, key, text in sections[start:]]
-    del sections[start:]
-    if call.excinfo is None:
-        return report
-    parent_report: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    parent_report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     if report.passed:
         parent_report.sections = list(report.sections)
         return parent_report
     report.sections.append(("teardown in the pytest process", str(parent_report.longrepr)))
     return report
-
-
-def _captured(item: pytest.Item, when: str) -> contextlib.AbstractContextManager[None]:
-    """pytest's output capture around a phase, for what the pytest process runs of ``item``.
-
-    What is written goes into ``item``'s report sections, as in pytest's own
-    phases, and global capture is left suspended after it, as pytest leaves it
-    between phases (even if a hook resumed it, as ``--setup-show`` does).
-    """
-    capman = item.config.pluginmanager.getplugin("capturemanager")
-    if capman is None:
-        return contextlib.nullcontext()
-    return capman.item_capture(when, item)
-
-
-def _failure_reports(item: pytest.Item, child: _Run, done: list[TestReport]) -> list[TestReport]:
-    """The reports that complete ``done`` for a child that died, timed out or exited early.
-
-    The phase it was in fails: setup when it sent nothing, the call after a
-    setup that passed, else the teardown.
-    """
-    when: Literal["setup", "call", "teardown"]
-    if not done:
-        when = "setup"
-    elif done[-1].when == "setup" and done[-1].passed:
-        when = "call"
-    else:
-        when = "teardown"
-    sections: list[tuple[str, str]] = []
-    stderr = ""
-    capman = item.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None and capman.is_globally_capturing():
-        # With --capture=fd the dead child's output is still in pytest's capture files.
-        out, stderr = capman.read_global_capture()
-        if out:
-            sections.append((f"Captured stdout {when}", out))
-    lines = _condense_frames((stderr + child.stderr_text()).splitlines())
-    tail = lines[-TAIL_LINES:]
-    if len(tail) < len(lines) and stderr:
-        sections.append((f"Captured stderr {when}", stderr))
-    longrepr = child.describe()
-    if tail:
-        header = STDERR_TAIL_HEADER.format(lines=len(tail))
-        longrepr = "\n".join([longrepr, "", header, *tail])
-    # Made by pytest's own hook from a pytrace-less failure: the message is the
-    # whole longrepr and shows in the short summary on pytest 8 and 9 alike. An
-    # xfail mark (evaluated in the child, which is gone) makes it xfailed, as it
-    # would any other failure of the test.
-    with contextlib.suppress(Exception):  # a bad condition already failed the child's setup
-        item.stash[xfailed_key] = evaluate_xfail_marks(item)
-    call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), when)
-    crash: TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
-    stop = time.time()
-    crash.sections = [*crash.sections, *sections]
-    crash.duration, crash.start, crash.stop = child.duration, stop - child.duration, stop
-    if when == "teardown":
-        return [crash]
-    teardown = pytest.TestReport(
-        nodeid=item.nodeid,
-        location=item.location,
-        keywords=crash.keywords,
-        outcome="passed",
-        longrepr=None,
-        when="teardown",
-        sections=crash.sections,
-        start=stop,
-        stop=stop,
-        user_properties=crash.user_properties,
-    )
-    return [crash, teardown]
-
-
-def _condense_frames(lines: list[str]) -> list[str]:
-    """Shorten the stack dumps in a crashed child's stderr to the frames that matter.
-
-    Python frames of pytest and pluggy go, and so does every frame from the fork
-    boundary (this module and forkserver) down: they belong to the parent's
-    session loop. Of each remaining run of frames (faulthandler's or a native
-    backtrace, both most recent first) the first ``FRAMES_KEPT`` stay.
-    """
-    out: list[str] = []
-    run: list[str] = []
-    below_boundary = False
-
-    def end_run() -> None:
-        out.extend(run[:FRAMES_KEPT])
-        if len(run) > FRAMES_KEPT:
-            out.append(f"  ... {len(run) - FRAMES_KEPT} more frames")
-        run.clear()
-
-    for line in lines:
-        frame = _FRAME.match(line)
-        if frame is None:
-            end_run()
-            below_boundary = False
-            out.append(line)
-            continue
-        path = frame["path"]
-        below_boundary = below_boundary or path in _BOUNDARY_FILES
-        if not below_boundary and not any(part in path for part in _PYTEST_PATHS):
-            run.append(line)
-    end_run()
-    return out
 
 
 def _fork(config: pytest.Config) -> int:

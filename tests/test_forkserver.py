@@ -1,10 +1,13 @@
-"""Warming: the pages a child of the fork server copied, copied again ahead of need.
+"""The fork server's native side: its records, and what it asks of the kernel.
 
-The first child reports them (``pytest_orcjit.forkserver._copied_runs``); later
-ones copy them while they wait for a job (the native ``orcjit.warm_pages``, what
-``csrc/fork_server.h`` runs in each waiting child). Each test forks a child of
-this process that writes to a buffer shared copy-on-write with it, and reads
-its own ``/proc/self/pagemap``.
+The records the pytest process and the native loop exchange are laid out alike
+on both sides (``pytest_orcjit.protocol`` and ``csrc/fork_server.h``). Warming:
+the first child reports the pages it copied (``orcjit.copied_pages``); later
+ones copy them while they wait for a job (``orcjit.warm_pages``, what
+``csrc/fork_tuning.h`` runs in each waiting child). Each warming test forks a
+child of this process that writes to a buffer shared copy-on-write with it,
+and reads its own ``/proc/self/pagemap``. Tests of optional kernel features
+skip, naming the feature, where ``linux_features`` finds it missing.
 """
 
 from __future__ import annotations
@@ -13,14 +16,43 @@ import array
 import ctypes
 import os
 import pickle
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from linux_features import (
+    requires_collapse,
+    requires_pagemap,
+    requires_populate_write,
+)
 
-from pytest_orcjit import _ffi_api, forkserver
+from pytest_orcjit import _ffi_api, forkserver, protocol
 
 PAGES = 160  # more than two batches of warming
+HUGE_PAGE = 2 << 20
+
+
+@pytest.mark.parametrize(
+    ("name", "record", "fields"),
+    [
+        ("job", protocol.JOB, protocol.JOB_FIELDS),
+        ("status", protocol.STATUS, protocol.STATUS_FIELDS),
+        ("run", protocol.RUN, protocol.RUN_FIELDS),
+    ],
+)
+def test_records_are_laid_out_alike_in_python_and_the_core(
+    name: str, record: struct.Struct, fields: tuple[str, ...]
+) -> None:
+    size, native = _ffi_api.fork_record_layouts()[name]  # type: ignore[attr-defined]
+    order, codes = record.format[0], record.format[1:]
+    assert order == "<"  # standard sizes, no padding: what the core's offsets are compared with
+    python = [
+        (field, struct.calcsize(order + codes[:index]), code)
+        for index, (field, code) in enumerate(zip(fields, codes))
+    ]
+    assert [tuple(field) for field in native] == python
+    assert size == record.size
 
 
 def in_child(work: Callable[[], Any]) -> Any:
@@ -51,8 +83,10 @@ def shared() -> tuple[bytearray, int]:
 
 
 def copied_runs() -> Any:
-    """The runs of pages this process copied since it was forked (see forkserver._copied_runs)."""
-    return forkserver._copied_runs(forkserver._writable_ranges())
+    """The runs of pages this process copied since it was forked (``orcjit.copied_pages``)."""
+    ranges = _ffi_api.writable_ranges()  # type: ignore[attr-defined]
+    runs = _ffi_api.copied_pages(ranges, forkserver.WARM_BATCH)  # type: ignore[attr-defined]
+    return array.array("Q", bytes(runs))
 
 
 def covered(runs: Any, address: int) -> bool:
@@ -66,10 +100,11 @@ def warm(runs: list[int], jobs: int, batched: bool = True) -> bool:
     is missing or refuses the advice. Returns whether every run was warmed.
     """
     flat = array.array("Q", runs).tobytes()
-    batch = forkserver._WARM_PAGES * forkserver._PAGE
+    batch = forkserver.WARM_BATCH
     return bool(_ffi_api.warm_pages(flat, jobs, batch, batched))  # type: ignore[attr-defined]
 
 
+@requires_pagemap
 def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> None:
     _, start = shared
     page = os.sysconf("SC_PAGE_SIZE")
@@ -86,6 +121,8 @@ def test_a_child_reports_the_pages_it_copied(shared: tuple[bytearray, int]) -> N
     assert sum(copied) < PAGES // 2  # the pages it only read stay shared
 
 
+@requires_pagemap
+@requires_populate_write
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])
 def test_warming_copies_pages_without_changing_them(
     shared: tuple[bytearray, int], batched: bool
@@ -108,6 +145,7 @@ def test_warming_copies_pages_without_changing_them(
     assert done and all_copied
 
 
+@requires_pagemap
 def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> None:
     _, start = shared
     page = os.sysconf("SC_PAGE_SIZE")
@@ -122,6 +160,8 @@ def test_warming_stops_when_a_job_is_waiting(shared: tuple[bytearray, int]) -> N
     assert in_child(warm_and_report) == (False, False)
 
 
+@requires_pagemap
+@requires_populate_write
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "run_by_run"])
 def test_addresses_that_are_not_mapped_are_skipped(
     shared: tuple[bytearray, int], batched: bool
@@ -152,15 +192,13 @@ def huge_kib(address: int) -> int:
     return 0
 
 
+@requires_collapse
 def test_collapsing_backs_memory_with_huge_pages_without_changing_it() -> None:
-    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-        if "[never]" in f.read():
-            pytest.skip("transparent huge pages are off")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     c_int = ctypes.c_int
     libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, c_int, c_int, c_int, ctypes.c_long)
-    size = 3 * forkserver._HUGE_PAGE  # holds at least one aligned window
+    size = 3 * HUGE_PAGE  # holds at least one aligned window
     low = libc.mmap(None, size, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
     page = os.sysconf("SC_PAGE_SIZE")
     for offset in range(0, size, 2 * page):  # every other page: collapsing fills the holes
@@ -168,11 +206,9 @@ def test_collapsing_backs_memory_with_huge_pages_without_changing_it() -> None:
     before = ctypes.string_at(low, size)
 
     def collapse_and_report() -> tuple[int, bytes]:
-        forkserver._collapse([(low, low + size)])
+        _ffi_api.collapse_huge_pages(array.array("Q", [low, size]).tobytes())  # type: ignore[attr-defined]
         return huge_kib(low), ctypes.string_at(low, size)
 
     huge, after = in_child(collapse_and_report)
-    if huge == 0:
-        pytest.skip("this kernel collapses nothing (MADV_COLLAPSE is Linux 6.1)")
-    assert huge >= forkserver._HUGE_PAGE // 1024
+    assert huge >= HUGE_PAGE // 1024
     assert after == before

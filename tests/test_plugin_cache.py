@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from plugin_helpers import C_ADD, TVM_ADD, Project, make_project
 
-from pytest_orcjit import cache, compiler, plugin
+from pytest_orcjit import cache, compile_step, compiler
 
 USES_OBJECTS = """
 def test_one(orcjit_objects):
@@ -39,7 +39,8 @@ def three_sources(project: Project) -> Project:
 
 
 def summary(compiled: int, reused: int) -> str:
-    return plugin.MSG_SUMMARY.format(compiled=compiled, reused=reused, failed="", seconds=0)[:-5]
+    line = compile_step.MSG_SUMMARY.format(compiled=compiled, reused=reused, failed="", seconds=0)
+    return line[:-5]
 
 
 def test_each_source_compiles_once_per_run(three_sources: Project) -> None:
@@ -118,7 +119,7 @@ def test_plain():
     project.ini("orcjit_sources = kernels/good.c")
     result = project.pytester.runpytest()
     result.assert_outcomes(passed=2, errors=1)
-    head = plugin.MSG_COMPILE_FAILED.format(source="kernels/bad.c", diagnostics="")
+    head = compile_step.MSG_COMPILE_FAILED.format(source="kernels/bad.c", diagnostics="")
     result.stdout.fnmatch_lines(
         [
             "*ERROR at setup of test_bad*",

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from plugin_helpers import REAL_CC, REAL_CXX, Project, core_available, make_project
 
-from pytest_orcjit import cache, compiler, plugin
+from pytest_orcjit import cache, compile_step, compiler
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def slow_wrapper(project: Project, name: str, real: str, delay: float) -> Path:
 
 def summary_counts(lines: list[str]) -> tuple[int, int]:
     """(compiled, reused) from a run's ``MSG_SUMMARY`` line."""
-    head = re.escape(plugin.MSG_SUMMARY.split("{compiled}")[0])
+    head = re.escape(compile_step.MSG_SUMMARY.split("{compiled}")[0])
     for line in lines:
         found = re.match(head + r"(\d+), reused (\d+) ", line)
         if found:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from plugin_helpers import Project, core_available, make_project
 
-from pytest_orcjit import settings
+from pytest_orcjit import settings, validators
 
 pytestmark = pytest.mark.skipif(not core_available(), reason="the native core is not built")
 
@@ -128,7 +128,7 @@ def test_not_a_list(orcjit_lib):
         name="orcjit_no_such_library", origin="marker on test_bad.py::test_unknown", error="*"
     )
     result.stdout.fnmatch_lines([f"*{message}*"])
-    invalid = settings.MSG_INVALID.format(
+    invalid = validators.MSG_INVALID.format(
         what="libs", value=42, origin="marker on test_bad.py::test_not_a_list", expected="*"
     )
     result.stdout.fnmatch_lines([f"*{invalid}*"])

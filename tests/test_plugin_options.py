@@ -8,7 +8,7 @@ import sys
 import pytest
 from plugin_helpers import C_ADD, Project, make_project
 
-from pytest_orcjit import plugin, settings
+from pytest_orcjit import compile_step, plugin, settings, validators
 
 
 @pytest.fixture
@@ -18,10 +18,10 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
 
 SHOW_SETTINGS = """
 import os
-from pytest_orcjit import plugin
+from pytest_orcjit import run_state
 
 def test_show(request):
-    s = request.config.stash[plugin.STATE].settings
+    s = request.config.stash[run_state.STATE].settings
     print("SETTINGS", s.jobs, s.std, s.cflags, s.isolation, s.timeout, s.cxx.origin)
 """
 
@@ -87,7 +87,9 @@ def test_invalid_value_names_its_origin(
     project.ini(f"orcjit_{name} = {value}" if where == "ini" else "", isolation=None)
     project.write("test_nothing.py", "def test_nothing():\n    pass\n")
     result = project.pytester.runpytest(*([f"--orcjit-{name}={value}"] if where == "cli" else []))
-    message = settings.MSG_INVALID.format(what=what, value=value, origin=origin, expected=expected)
+    message = validators.MSG_INVALID.format(
+        what=what, value=value, origin=origin, expected=expected
+    )
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
@@ -107,7 +109,7 @@ def test_glob_matching_nothing_is_a_usage_error(project: Project, where: str) ->
     args = ["--orcjit-sources", "kernels/*.cc"] if where == "cli" else []
     result = project.pytester.runpytest(*args)
     origin = "--orcjit-sources" if where == "cli" else "ini orcjit_sources"
-    message = settings.MSG_EMPTY_GLOB.format(origin=origin, glob="kernels/*.cc", base="*")
+    message = validators.MSG_EMPTY_GLOB.format(origin=origin, glob="kernels/*.cc", base="*")
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
@@ -117,7 +119,7 @@ def test_test_path_after_sources_is_explained(project: Project) -> None:
     project.write("tests/test_nothing.py", "def test_nothing():\n    pass\n")
     project.ini()
     result = project.pytester.runpytest("--orcjit-sources", "kernels/*.c", "tests")
-    message = settings.MSG_DIRECTORY.format(origin="--orcjit-sources", glob="tests")
+    message = validators.MSG_DIRECTORY.format(origin="--orcjit-sources", glob="tests")
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result = project.pytester.runpytest("tests", "--orcjit-sources", "kernels/*.c")
@@ -147,7 +149,7 @@ def test_missing_compiler_is_one_usage_error(
     if how == "env":
         monkeypatch.setenv("CXX", missing)
     result = project.pytester.runpytest(*([f"--orcjit-cxx={missing}"] if how == "cli" else []))
-    message = plugin.MSG_NO_COMPILER.format(
+    message = compile_step.MSG_NO_COMPILER.format(
         kind="C++", command=missing, origin=origin, reason="*", flag="--orcjit-cxx",
         ini="orcjit_cxx",
     )  # fmt: skip
