@@ -92,6 +92,10 @@ class ObjectCache:
                 return Entry(found, reused=True, notes=notes)
             return Entry(self._build(manifest_key, build), reused=False, notes=notes)
 
+    def find(self, inputs: Sequence[str]) -> Path | None:
+        """The object for ``inputs`` if the cache has it, without building anything."""
+        return self._lookup(sha256_text(*inputs), notes=None)
+
     def write_source(self, text: str, suffix: str) -> Path:
         """Store source text under a name derived from its content; return the path.
 

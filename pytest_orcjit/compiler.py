@@ -188,6 +188,8 @@ class Builder:
         self.std = std
         self.cuda = cuda or CudaToolchain()
         self.pch = pch.PrecompiledHeaders(self.cache) if use_pch else None
+        self._shared_fronts: set[tuple[str, ...]] = set()
+        """C++ command fronts (compiler, -std, flags) that two sources of a batch share."""
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
 
@@ -218,7 +220,7 @@ class Builder:
 
     def compile_many(self, units: Iterable[Unit], jobs: int) -> dict[Unit, Outcome]:
         """Compile distinct units on ``jobs`` threads; every thread has ended on return."""
-        todo = list(dict.fromkeys(units))
+        todo = self._pch_first(list(dict.fromkeys(units)))
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="orcjit-cc") as pool:
             outcomes = dict(zip(todo, pool.map(self._run, todo)))
@@ -226,6 +228,28 @@ class Builder:
             self.stats.seconds += time.monotonic() - start
         self._count(outcomes)
         return outcomes
+
+    def _pch_first(self, units: list[Unit]) -> list[Unit]:
+        """``units`` reordered so that a PCH is built while sources that need none compile.
+
+        Notes which flags at least two eligible sources share: only those get a
+        PCH built (pch.py). The first source of each such group comes first,
+        then the sources that need no PCH, then the rest.
+        """
+        if self.pch is None:
+            return units
+        groups: dict[tuple[str, ...], list[Unit]] = {}
+        for unit in units:
+            if language_of(unit.source) == "c++" and pch.eligible(unit.source):
+                front = (*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags)
+                groups.setdefault(front, []).append(unit)
+        shared = {front: group for front, group in groups.items() if len(group) > 1}
+        self._shared_fronts |= set(shared)
+        leaders = [group[0] for group in shared.values()]
+        grouped = {unit for group in shared.values() for unit in group}
+        others = [unit for unit in units if unit not in grouped]
+        rest = [unit for unit in units if unit in grouped and unit not in leaders]
+        return leaders + others + rest
 
     def command(self, unit: Unit, output: Path) -> list[str]:
         """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
@@ -239,7 +263,8 @@ class Builder:
         else:
             front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
             if self.pch is not None and pch.eligible(unit.source):
-                front += self.pch.flags(self.cxx, front, self._tvm_ffi)
+                build = tuple(front) in self._shared_fronts
+                front += self.pch.flags(self.cxx, front, self._tvm_ffi, build)
         return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
     def _count(self, outcomes: dict[Unit, Outcome]) -> None:

@@ -14,6 +14,11 @@ their first ``#include <tvm/ffi/...>`` are comments, blank lines and
 tvm-ffi headers are read). A PCH whose own compile printed anything (a
 warning inside a tvm-ffi header) is not used either, so that every source's
 diagnostics stay what a plain compile prints.
+
+A PCH costs about two compiles to build, so one is built only for flags that
+at least two sources of a batch share (or that a source compiled alone asks
+for when the cache holds its PCH already); the builder starts those builds
+first and compiles the sources that need no PCH meanwhile.
 """
 
 from __future__ import annotations
@@ -79,11 +84,14 @@ class PrecompiledHeaders:
         self._lock = threading.Lock()
         self._flags: dict[tuple[str, ...], list[str]] = {}
 
-    def flags(self, compiler: Compiler, front: Sequence[str], tool_key: str) -> list[str]:
+    def flags(
+        self, compiler: Compiler, front: Sequence[str], tool_key: str, build: bool = True
+    ) -> list[str]:
         """The flags that make a compile with ``front`` (compiler, -std, flags) read the PCH.
 
-        Builds the PCH on first use. Empty where there is none: an unknown
-        compiler family, a PCH that failed to build or printed diagnostics.
+        Builds the PCH on first use if ``build``, else uses it only if the cache
+        has it. Empty where there is none: an unknown compiler family, a PCH
+        not built, or one that failed to build or printed diagnostics.
         """
         kind = family(compiler)
         if kind is None:
@@ -91,10 +99,13 @@ class PrecompiledHeaders:
         key = (kind, *front, tool_key)
         with self._lock:
             if key not in self._flags:
-                self._flags[key] = self._build(kind, compiler, list(front), tool_key)
+                inputs = ["pch", kind, *front, compiler.identity, tool_key]
+                if not build and self.cache.find(inputs) is None:
+                    return []
+                self._flags[key] = self._build(kind, list(front), inputs)
             return self._flags[key]
 
-    def _build(self, kind: str, compiler: Compiler, front: list[str], tool_key: str) -> list[str]:
+    def _build(self, kind: str, front: list[str], inputs: list[str]) -> list[str]:
         umbrella = self._umbrella()
 
         def build(output: Path) -> list[Path]:
@@ -109,7 +120,7 @@ class PrecompiledHeaders:
                 return [umbrella]
             return parse_depfile(Path(depfile).read_text())
 
-        entry = self.cache.get(["pch", kind, *front, compiler.identity, tool_key], build)
+        entry = self.cache.get(inputs, build)
         if entry.object.stat().st_size == 0:
             return []
         if kind == "clang":

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import MSG_NO_COMPILER, REQUIRED_COMPILERS
 
 TESTS = Path(__file__).parent

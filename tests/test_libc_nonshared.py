@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import tvm_ffi.libinfo
-from conftest import KERNELS
 
+from conftest import KERNELS
 from pytest_orcjit import ExecutionSession
 
 COMPILERS = ["clang++-22", "g++"]
