@@ -135,15 +135,16 @@ def figures(repeat: int = 3) -> list[Row]:
         pch_spans: dict[str, list[float]] = {"auto": [], "off": []}
         compiles = 0
         for _ in range(repeat):
+            for pch in ("auto", "off"):
+                log.unlink(missing_ok=True)
+                args = [*base, "--cache-clear", "--orcjit-jobs=2", f"--orcjit-pch={pch}"]
+                pch_spans[pch].append(compile_span(log, run_pytest(project, tmp, args))[0])
+            # Last, so that the warm rerun below finds what a run with the defaults compiled.
             for jobs in (1, 2):
                 log.unlink(missing_ok=True)
                 marks = run_pytest(project, tmp, [*base, "--cache-clear", f"--orcjit-jobs={jobs}"])
                 span, compiles = compile_span(log, marks)
                 spans[jobs].append(span)
-            for pch in ("auto", "off"):
-                log.unlink(missing_ok=True)
-                args = [*base, "--cache-clear", "--orcjit-jobs=2", f"--orcjit-pch={pch}"]
-                pch_spans[pch].append(compile_span(log, run_pytest(project, tmp, args))[0])
         log.unlink(missing_ok=True)
         run_pytest(project, tmp, base)
         warm_runs = len(compiler_runs(log))
