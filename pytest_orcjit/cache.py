@@ -96,6 +96,14 @@ class ObjectCache:
         """The object for ``inputs`` if the cache has it, without building anything."""
         return self._lookup(sha256_text(*inputs), notes=None)
 
+    def dependencies(self, inputs: Sequence[str]) -> list[Path]:
+        """The files the last build of ``inputs`` read (from its manifest); [] if none."""
+        try:
+            manifest = json.loads((self.root / f"{sha256_text(*inputs)}.manifest").read_text())
+            return [Path(dep) for dep in manifest["deps"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
     def write_source(self, text: str, suffix: str) -> Path:
         """Store source text under a name derived from its content; return the path.
 

@@ -241,8 +241,7 @@ class Builder:
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for unit in units:
             if language_of(unit.source) == "c++" and pch.eligible(unit.source):
-                front = (*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags)
-                groups.setdefault(front, []).append(unit)
+                groups.setdefault(tuple(self._pch_front(unit)[0]), []).append(unit)
         shared = {front: group for front, group in groups.items() if len(group) > 1}
         self._shared_fronts |= set(shared)
         leaders = [group[0] for group in shared.values()]
@@ -250,6 +249,11 @@ class Builder:
         others = [unit for unit in units if unit not in grouped]
         rest = [unit for unit in units if unit in grouped and unit not in leaders]
         return leaders + others + rest
+
+    def _pch_front(self, unit: Unit) -> tuple[list[str], list[str]]:
+        """The command front a C++ unit's PCH is built with, and the unit's own macros."""
+        flags, macros = pch.split_macros(unit.flags)
+        return [*self.cxx.command, f"-std={self.std}", *self.base, *flags], macros
 
     def command(self, unit: Unit, output: Path) -> list[str]:
         """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
@@ -263,8 +267,9 @@ class Builder:
         else:
             front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
             if self.pch is not None and pch.eligible(unit.source):
-                build = tuple(front) in self._shared_fronts
-                front += self.pch.flags(self.cxx, front, self._tvm_ffi, build)
+                pch_front, macros = self._pch_front(unit)
+                build = tuple(pch_front) in self._shared_fronts
+                front += self.pch.flags(self.cxx, pch_front, self._tvm_ffi, build, macros)
         return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
     def _count(self, outcomes: dict[Unit, Outcome]) -> None:

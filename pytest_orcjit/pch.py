@@ -18,7 +18,11 @@ diagnostics stay what a plain compile prints.
 A PCH costs about two compiles to build, so one is built only for flags that
 at least two sources of a batch share (or that a source compiled alone asks
 for when the cache holds its PCH already); the builder starts those builds
-first and compiles the sources that need no PCH meanwhile.
+first and compiles the sources that need no PCH meanwhile. A source's own
+``-D``/``-U`` flags (a marker's ``defines``) are left out of its PCH where the
+macros they name appear nowhere in the headers the PCH holds: defining them
+first or later then makes no difference, and sources that differ only in such
+macros share one PCH.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ HEADERS = (
 UMBRELLA = "orcjit_tvm_ffi_pch.h"
 MODES = ("auto", "off")
 
+_MACRO_FLAG = re.compile(r"-[DU](\w+)")
 _FIRST_TVM_FFI = re.compile(r"^\s*#\s*include\s*<tvm/ffi/", re.MULTILINE)
 _HARMLESS = re.compile(r"\s*(#\s*include\s*<[^>]+>\s*)?(//.*)?")
 
@@ -63,6 +68,18 @@ def eligible(source: Path) -> bool:
         return False
     head = re.sub(r"/\*.*?\*/", "", text[: first.start()], flags=re.DOTALL)
     return all(_HARMLESS.fullmatch(line) for line in head.splitlines())
+
+
+def split_macros(flags: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``flags`` without their ``-DNAME[=value]``/``-UNAME`` flags, and the macro names."""
+    kept, names = [], []
+    for flag in flags:
+        match = _MACRO_FLAG.match(flag)
+        if match:
+            names.append(match.group(1))
+        else:
+            kept.append(flag)
+    return kept, names
 
 
 def family(compiler: Compiler) -> str | None:
@@ -83,15 +100,23 @@ class PrecompiledHeaders:
         self.folder = cache.root / "pch"
         self._lock = threading.Lock()
         self._flags: dict[tuple[str, ...], list[str]] = {}
+        self._names: dict[tuple[str, ...], frozenset[str] | None] = {}
 
     def flags(
-        self, compiler: Compiler, front: Sequence[str], tool_key: str, build: bool = True
+        self,
+        compiler: Compiler,
+        front: Sequence[str],
+        tool_key: str,
+        build: bool = True,
+        macros: Sequence[str] = (),
     ) -> list[str]:
         """The flags that make a compile with ``front`` (compiler, -std, flags) read the PCH.
 
-        Builds the PCH on first use if ``build``, else uses it only if the cache
-        has it. Empty where there is none: an unknown compiler family, a PCH
-        not built, or one that failed to build or printed diagnostics.
+        ``macros`` are the names a source's own ``-D``/``-U`` flags (not in
+        ``front``) define: the PCH is used only where its headers name none of
+        them. Builds the PCH on first use if ``build``, else uses it only if the
+        cache has it. Empty where there is none: an unknown compiler family, a
+        PCH not built, or one that failed to build or printed diagnostics.
         """
         kind = family(compiler)
         if kind is None:
@@ -103,6 +128,10 @@ class PrecompiledHeaders:
                 if not build and self.cache.find(inputs) is None:
                     return []
                 self._flags[key] = self._build(kind, list(front), inputs)
+                self._names[key] = _names_in(self.cache.dependencies(inputs))
+            names = self._names[key]
+            if macros and self._flags[key] and (names is None or names.intersection(macros)):
+                return []  # a macro of the source's could change what the headers declare
             return self._flags[key]
 
     def _build(self, kind: str, front: list[str], inputs: list[str]) -> list[str]:
@@ -143,3 +172,20 @@ class PrecompiledHeaders:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.cache._write_atomic(path, text)
         return path
+
+
+_TOKEN = re.compile(r"""/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|(\w+)""", re.S)
+"""A comment, a string or character literal, or a word (group 1): macros expand only in code."""
+
+
+def _names_in(files: Sequence[Path]) -> frozenset[str] | None:
+    """Every word outside comments and literals in ``files`` (a PCH's headers); None if one
+    cannot be read (then any macro may matter)."""
+    names: set[str] = set()
+    for file in files:
+        try:
+            text = file.read_text(errors="replace")
+        except OSError:
+            return None
+        names.update(word for word in _TOKEN.findall(text) if word)
+    return frozenset(names)

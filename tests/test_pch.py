@@ -165,3 +165,24 @@ def test_bad_ini_pch_value_names_the_ini(project: Project) -> None:
     result = project.pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*invalid pch 'maybe' from ini orcjit_pch: auto or off*"])
+
+
+def test_sources_differing_in_their_own_macros_share_a_pch(builders, tmp_path: Path) -> None:
+    on, off = builders
+    (tmp_path / "scale.h").write_text("#ifndef SCALE\n#define SCALE 3\n#endif\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    # SCALE appears in no tvm-ffi header: sources compiled with -DSCALE=... share one PCH.
+    units = [Unit(source.resolve(), (f"-DSCALE={n}",)) for n in (4, 5)]
+    outcomes = on.compile_many(units, jobs=2)
+    commands = [on.command(unit, Path("out.o")) for unit in units]
+    assert all("-include-pch" in c or "-include" in c for c in commands)
+    assert len({c[c.index("-include-pch" if "-include-pch" in c else "-include") + 1]
+                for c in commands}) == 1  # fmt: skip
+    for unit, outcome in outcomes.items():
+        assert outcome.object is not None
+        plain = off.compile(source, unit.flags)
+        assert exports(outcome.object) == exports(plain)
+    # A macro the tvm-ffi headers test could change what they declare: no PCH for it.
+    odd = Unit(source.resolve(), ("-DTVM_FFI_INLINE=inline",))
+    assert not {"-include-pch", "-include"} & set(on.command(odd, Path("out.o")))
