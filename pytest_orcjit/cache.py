@@ -93,8 +93,12 @@ class ObjectCache:
             return Entry(self._build(manifest_key, build), reused=False, notes=notes)
 
     def find(self, inputs: Sequence[str]) -> Path | None:
-        """The object for ``inputs`` if the cache has it, without building anything."""
-        return self._lookup(sha256_text(*inputs), notes=None)
+        """The object for ``inputs`` if the cache has it, without building anything.
+
+        Only its size is checked against the sidecar, not its sha256: for large
+        entries (a precompiled header) that a compiler reads and checks itself.
+        """
+        return self._lookup(sha256_text(*inputs), notes=None, content=False)
 
     def dependencies(self, inputs: Sequence[str]) -> list[Path]:
         """The files the last build of ``inputs`` read (from its manifest); [] if none."""
@@ -124,7 +128,9 @@ class ObjectCache:
 
     # Lookup and build, in the order ``get`` uses them.
 
-    def _lookup(self, manifest_key: str, notes: list[str] | None) -> Path | None:
+    def _lookup(
+        self, manifest_key: str, notes: list[str] | None, content: bool = True
+    ) -> Path | None:
         """The verified object of the manifest's current inputs, else None.
 
         Without ``notes`` (no lock held) a mismatch is only a miss: a writer may
@@ -136,7 +142,7 @@ class ObjectCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # no manifest yet, or a file it lists is gone
         obj = self.root / f"{object_key}.o"
-        reason = _verify(obj)
+        reason = _verify(obj, content)
         if reason is None:
             return obj
         if notes is not None and reason != "missing":
@@ -191,8 +197,9 @@ def _sidecar(obj: Path) -> Path:
     return obj.with_suffix(".json")
 
 
-def _verify(obj: Path) -> str | None:
-    """None when ``obj`` matches its sidecar, else why not ("missing" if absent)."""
+def _verify(obj: Path, content: bool = True) -> str | None:
+    """None when ``obj`` matches its sidecar (its size, and its sha256 if ``content``), else
+    why not ("missing" if absent)."""
     try:
         expected = json.loads(_sidecar(obj).read_text())
         size = obj.stat().st_size
@@ -202,6 +209,6 @@ def _verify(obj: Path) -> str | None:
         return f"unreadable sidecar: {err}"
     if not isinstance(expected, dict) or size != expected.get("size"):
         return f"size {size} does not match the sidecar"
-    if sha256_file(obj) != expected.get("sha256"):
+    if content and sha256_file(obj) != expected.get("sha256"):
         return "sha256 does not match the sidecar"
     return None

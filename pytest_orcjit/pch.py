@@ -123,18 +123,22 @@ class PrecompiledHeaders:
             return []
         key = (kind, *front, tool_key)
         with self._lock:
+            inputs = ["pch", kind, *front, compiler.identity, tool_key]
             if key not in self._flags:
-                inputs = ["pch", kind, *front, compiler.identity, tool_key]
-                if not build and self.cache.find(inputs) is None:
+                found = self.cache.find(inputs)  # a warm run: no PCH compile, no hashing
+                if found is None and not build:
                     return []
-                self._flags[key] = self._build(kind, list(front), inputs)
-                self._names[key] = _names_in(self.cache.dependencies(inputs))
-            names = self._names[key]
-            if macros and self._flags[key] and (names is None or names.intersection(macros)):
-                return []  # a macro of the source's could change what the headers declare
+                self._flags[key] = self._use(kind, found or self._build(list(front), inputs))
+            if macros and self._flags[key]:
+                if key not in self._names:
+                    self._names[key] = _names_in(self.cache.dependencies(inputs))
+                names = self._names[key]
+                if names is None or names.intersection(macros):
+                    return []  # a macro of the source's could change what the headers declare
             return self._flags[key]
 
-    def _build(self, kind: str, front: list[str], inputs: list[str]) -> list[str]:
+    def _build(self, front: list[str], inputs: list[str]) -> Path:
+        """Compile the PCH through the cache (once across processes); its cache path."""
         umbrella = self._umbrella()
 
         def build(output: Path) -> list[Path]:
@@ -149,19 +153,22 @@ class PrecompiledHeaders:
                 return [umbrella]
             return parse_depfile(Path(depfile).read_text())
 
-        entry = self.cache.get(inputs, build)
-        if entry.object.stat().st_size == 0:
+        return self.cache.get(inputs, build).object
+
+    def _use(self, kind: str, pch: Path) -> list[str]:
+        """The flags that read the PCH at ``pch`` (none for an empty one: it failed)."""
+        if pch.stat().st_size == 0:
             return []
         if kind == "clang":
-            return ["-include-pch", str(entry.object)]
+            return ["-include-pch", str(pch)]
         # gcc looks for <header>.gch beside the header named by -include.
-        folder = self.folder / entry.object.stem
+        folder = self.folder / pch.stem
         header, gch = folder / UMBRELLA, folder / f"{UMBRELLA}.gch"
         if not gch.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            self.cache._write_atomic(header, umbrella.read_bytes())
+            self.cache._write_atomic(header, self._umbrella().read_bytes())
             tmp = folder / f".{os.getpid()}.{threading.get_ident()}.gch"
-            os.link(entry.object, tmp)
+            os.link(pch, tmp)
             os.replace(tmp, gch)
         return ["-include", str(header)]
 
