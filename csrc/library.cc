@@ -142,13 +142,41 @@ std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dyli
   return os.str();
 }
 
+/// What JITLink's "In graph OBJECT, section S: relocation target ADDRESS (SYMBOL:...) is out of
+/// range of KIND fixup at ..." says, for the first such error in `reason`: "'OBJECT' refers to
+/// 'SYMBOL' with a 32-bit relocation (KIND)", as much of it as can be read.
+std::string DescribeOutOfRange(const std::string& reason) {
+  constexpr auto npos = std::string::npos;
+  const std::string marker = "out of range of ";
+  size_t range = reason.find(marker);
+  if (range == npos) return "";
+  std::string object, symbol;
+  size_t graph = reason.rfind("In graph ", range);
+  size_t section = graph == npos ? npos : reason.find(", section ", graph);
+  if (section < range) object = reason.substr(graph + 9, section - graph - 9);
+  size_t target = reason.rfind("relocation target ", range);
+  size_t open = target == npos ? npos : reason.find_first_of("(\"", target);
+  if (open < range) {
+    size_t close = reason.find_first_of(reason[open] == '"' ? "\"" : ":)", open + 1);
+    if (close < range) symbol = reason.substr(open + 1, close - open - 1);
+  }
+  size_t kind_end = reason.find(' ', range + marker.size());
+  std::string kind = reason.substr(range + marker.size(), kind_end - range - marker.size());
+  std::string text = object.empty() ? "an object" : "'" + object + "'";
+  text += " refers to ";
+  text += symbol.empty() || symbol[0] == '<' ? "a symbol" : "'" + symbol + "'";
+  return text + " with a 32-bit relocation (" + kind + ")";
+}
+
 std::string Hint(const std::string& reason) {
   if (reason.find("undefined symbol") != std::string::npos) {
     return ": no object in the library defines it and the process does not export it; add the "
            "object that defines it to the library";
   }
   if (reason.find("out of range") != std::string::npos) {
-    return ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+    return ": " + DescribeOutOfRange(reason) +
+           " that cannot reach it (a PC-relative one reaches 2 GiB either way, an absolute one "
+           "the lowest 4 GiB); compile the objects with -fPIC";
   }
   return "";
 }
@@ -180,20 +208,33 @@ LibraryObj::LibraryObj(Session session, std::string name)
   uint64_t id = session_obj->NextLibraryId();
   if (name_.empty()) name_ = "lib" + std::to_string(id);
   llvm::orc::LLJIT& jit = session_obj->jit();
-  auto arena = Arena::Reserve();
-  if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
-  arena_ = std::move(*arena);
-  runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
   // JITDylib names must be unique in a session; library names need not be.
   auto dylib = jit.createJITDylib(name_ + "#" + std::to_string(id));
   if (!dylib) TVM_FFI_THROW(RuntimeError) << llvm::toString(dylib.takeError());
   dylib_ = &*dylib;
+  session_obj->Attach(this);
+}
+
+void LibraryObj::Place() {
+  if (arena_) return;
+  auto arena = placement_.Place(name_, [this](llvm::StringRef symbol) { return Resolve(symbol); });
+  if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
+  arena_ = std::move(*arena);
+  runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
   // Each library has its own __dso_handle, and its __cxa_atexit registrations run when it closes:
   // the binding plugin binds both into the library's graphs.
-  session_obj->memory().RegisterArena(dylib_, arena_.get());
-  session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
-  session_obj->binding().RegisterLibrary(dylib_, {&defined_, arena_->dso_handle(), &linked_});
-  session_obj->Attach(this);
+  SessionObj* session = session_.get();
+  session->memory().RegisterArena(dylib_, arena_.get());
+  session->init_fini().RegisterLibrary(dylib_, runtime_.get());
+  session->binding().RegisterLibrary(dylib_, {&defined_, arena_->dso_handle(), &linked_});
+}
+
+uint64_t LibraryObj::Resolve(llvm::StringRef symbol) {
+  // As the binding plugin binds them (process_symbols.h).
+  if (symbol == "__dso_handle" || defined_.contains(symbol)) return 0;
+  if (symbol == "__cxa_atexit") return reinterpret_cast<uint64_t>(&OrcjitCxaAtExit);
+  auto& es = session_->jit().getExecutionSession();
+  return session_->process_symbol_cache().Find(es.intern(symbol)).getValue();
 }
 
 LibraryObj::~LibraryObj() { Close(); }
@@ -237,23 +278,25 @@ void LibraryObj::AddFile(const std::string& path) {
     // Read, not mapped: a mapping would show a later in-place rewrite of the file.
     std::shared_ptr<llvm::MemoryBuffer> bytes = ReadWhole(fd, st.st_size, path);
     auto interface = CheckAndParse(bytes->getMemBufferRef(), path);
-    auto cached =
-        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr, nullptr});
+    auto cached = std::make_shared<CachedObject>(
+        CachedObject{bytes, std::move(interface), nullptr, nullptr, {}});
     // The parsed graph that libraries link copies of; without it they parse the object themselves.
     cached->graph =
         compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
     if (cached->graph) cached->prepared = std::make_shared<PreparedGraphs>(bytes->getBuffer());
+    cached->placement = FindPlacementNeeds(bytes->getMemBufferRef());
     object = std::move(cached);
     cache.Insert(path, stamp, object);
   }
-  AddObject(ShareBuffer(object->buffer), object->interface, path, object);
+  AddObject(ShareBuffer(object->buffer), object->interface, path, object->placement, object);
 }
 
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
   auto buffer =
       llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()), "<bytes>");
   auto interface = CheckAndParse(buffer->getMemBufferRef(), "<bytes>");
-  AddObject(std::move(buffer), std::move(interface), "<bytes>");
+  PlacementNeeds needs = FindPlacementNeeds(buffer->getMemBufferRef());
+  AddObject(std::move(buffer), std::move(interface), "<bytes>", needs);
 }
 
 llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::MemoryBufferRef buffer,
@@ -272,10 +315,17 @@ llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(llvm::Memory
 
 void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                            llvm::orc::MaterializationUnit::Interface interface,
-                           const std::string& display_name,
+                           const std::string& display_name, const PlacementNeeds& needs,
                            std::shared_ptr<const CachedObject> cached) {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
+  if (arena_) {
+    if (auto err = LibraryPlacement::CheckReach(
+            *arena_, name_, display_name, needs,
+            [this](llvm::StringRef symbol) { return Resolve(symbol); })) {
+      TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
+    }
+  }
   auto& es = session_->jit().getExecutionSession();
   // Initializer symbols are named after the buffer; give each object of the library its own so
   // that one file may be added to several libraries, and two in-memory objects to one. The names
@@ -338,6 +388,7 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                               << "': " << llvm::toString(std::move(err));
   }
   for (const auto& symbol : symbols) defined_.insert(*symbol);
+  if (!arena_) placement_.Add(display_name, needs);
   if (representative) {
     pending_.push_back(*representative);
   }
@@ -369,13 +420,16 @@ void LibraryObj::LinkWithoutRunning() {
              "objects; create a new library to call them";
   // Even if only some objects link: what was emitted must not run its destructors either.
   struct Abandon {
-    Runtime& runtime;
-    ~Abandon() { runtime.Abandon(); }
-  } abandon{*runtime_};
+    std::unique_ptr<Runtime>& runtime;  // made by the link's Place()
+    ~Abandon() {
+      if (runtime) runtime->Abandon();
+    }
+  } abandon{runtime_};
   if (!pending_.empty()) LinkPending();
 }
 
 void LibraryObj::LinkPending() {
+  Place();
   std::vector<llvm::orc::SymbolStringPtr> objects;
   std::swap(objects, pending_);
   auto& es = session_->jit().getExecutionSession();
@@ -399,6 +453,7 @@ void LibraryObj::LinkPending() {
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {
   if (!defined_.contains(symbol)) return nullptr;
+  Place();  // looking a symbol up may link the object that defines it
   auto& es = session_->jit().getExecutionSession();
   llvm::orc::SymbolStringPtr name = es.intern(symbol);
   auto linked = linked_.find(name);
@@ -462,7 +517,9 @@ std::string LibraryObj::CloseDetached() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
   std::string crashed;
-  if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
+  if (runtime_) {
+    if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
+  }
   SessionObj* session = session_.get();
   // Before the graphs that were never linked are freed, so that no later graph at the same address
   // is taken for one of them.
@@ -474,6 +531,7 @@ std::string LibraryObj::CloseDetached() {
   session->init_fini().UnregisterLibrary(dylib_);
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
+  pending_.clear();         // so do these (left when the library could not be placed)
   linked_objects_.clear();  // so do their graphs'
   dylib_ = nullptr;
   runtime_.reset();

@@ -57,6 +57,8 @@ class SessionObj : public tvm::ffi::Object {
   ProcessBindingPlugin& binding() { return *binding_; }
   GraphPreparationPlugin& preparation() { return *preparation_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
+  /// The addresses of the process's symbols, as the binding plugin finds them (process_symbols.h).
+  ProcessSymbols& process_symbol_cache() { return process_symbol_cache_; }
   /// Object files the session's libraries have added, read and checked once (object_cache.h).
   ObjectCache& objects() { return objects_; }
 

@@ -175,32 +175,49 @@ def test_hundreds_of_open_libraries_reach_the_process(
 
 @pytest.fixture(scope="module")
 def far_data(kernels) -> ctypes.CDLL:
-    """far_data.c, loaded for the process's symbols (RTLD_GLOBAL): reach_low and reach_high,
-    more than 2 GiB apart."""
+    """far_data.c, loaded for the process's symbols (RTLD_GLOBAL): reach_low, then reach_high
+    more than 2 GiB above it, then reach_far more than 4 GiB above it."""
     path = kernels.shared_library("far_data.c", "-O0", compiler="g++")
     library = ctypes.CDLL(str(path), os.RTLD_GLOBAL)
-    low = ctypes.addressof(ctypes.c_int.in_dll(library, "reach_low"))
-    high = ctypes.addressof(ctypes.c_int.in_dll(library, "reach_high"))
-    assert high - low > 2 * GiB
+    low, high, far = (
+        ctypes.addressof(ctypes.c_int.in_dll(library, name))
+        for name in ("reach_low", "reach_high", "reach_far")
+    )
+    assert high - low > 2 * GiB and far - low > 4 * GiB
     return library
 
 
-def far_reach(kernels, *defines: str) -> str:
+def far_reach(kernels, *symbols: str) -> str:
+    """far_reach.c, compiled -fpie to refer to ``symbols`` of far_data.c (one or two)."""
+    defines = [f"-D{macro}={symbol}" for macro, symbol in zip(("FIRST", "SECOND"), symbols)]
     return str(kernels.object("far_reach.c", "-fpie", *defines, compiler="g++"))
+
+
+def link_error(session: ExecutionSession, path: str, function: str) -> str:
+    lib = session.create_library("far")
+    lib.add(path)
+    with pytest.raises(RuntimeError) as raised:
+        lib.get_function(function)
+    return str(raised.value)
 
 
 def test_symbols_too_far_apart_for_any_placement(
     session: ExecutionSession, kernels, far_data
 ) -> None:
-    path = far_reach(kernels, "-DREACH_LOW", "-DREACH_HIGH")
-    lib = session.create_library("far")
-    lib.add(path)
-    with pytest.raises(RuntimeError) as raised:
-        lib.get_function("reach_both")
-    message = str(raised.value)
-    assert path in message and "-fPIC" in message, message
-    assert "'reach_low'" in message and "'reach_high'" in message, message
-    assert "more than 2 GiB apart" in message, message
+    path = far_reach(kernels, "reach_low", "reach_far")
+    message = link_error(session, path, "get_reach_low")
+    assert f"'{path}' refers to 'reach_low'" in message, message
+    assert "'reach_far'" in message and "no address is within 2 GiB of both" in message, message
+    assert message.endswith("compile the objects with -fPIC"), message
+
+
+def test_no_room_left_within_reach(session: ExecutionSession, kernels, far_data) -> None:
+    """What is within 2 GiB of both reach_low and reach_high is far_data's own memory."""
+    path = far_reach(kernels, "reach_low", "reach_high")
+    message = link_error(session, path, "get_reach_low")
+    assert re.search(r"within 2 GiB of 'reach_(low|high)' \(in .*far_data", message), message
+    assert f"which '{path}' refers to" in message, message
+    assert "no free address space is left there" in message and "-fPIC" in message, message
 
 
 def test_object_added_later_out_of_the_library_reach(
@@ -208,14 +225,15 @@ def test_object_added_later_out_of_the_library_reach(
 ) -> None:
     """A library placed near reach_low cannot take an object that reaches reach_high."""
     lib = session.create_library("near-low")
-    lib.add(far_reach(kernels, "-DREACH_LOW"))
-    assert lib.get_function("reach_low")() == 1
-    path = far_reach(kernels, "-DREACH_HIGH")
+    lib.add(far_reach(kernels, "reach_low"))
+    assert lib.get_function("get_reach_low")() == 1
+    path = far_reach(kernels, "reach_high")
     with pytest.raises(ValueError) as raised:
         lib.add(path)
     message = str(raised.value)
-    assert path in message and "'reach_high'" in message and "-fPIC" in message, message
-    assert lib.get_function("reach_low")() == 1  # the library is as it was
+    assert f"cannot add '{path}' to library 'near-low': it refers to 'reach_high'" in message
+    assert "compile the object with -fPIC" in message, message
+    assert lib.get_function("get_reach_low")() == 1  # the library is as it was
 
 
 def test_out_of_range_relocation_names_the_object_and_symbol(

@@ -1,23 +1,19 @@
-/* Refers to far_data.c's symbols with R_X86_64_PC32 when compiled with -fpie: with -DREACH_LOW,
- * to reach_low (export reach_low), with -DREACH_HIGH, to reach_high (export reach_high), with
- * both, to both (export reach_both). */
+/* Refers to the far_data.c symbol named by -DFIRST=... (and to the one named by -DSECOND=..., if
+ * given) with R_X86_64_PC32 when compiled with -fpie; exports their sum as get_<FIRST>. */
 #include <tvm/ffi/c_api.h>
 
-extern int reach_low;
-extern int reach_high;
-
-#if defined(REACH_LOW) && defined(REACH_HIGH)
-#define EXPORT __tvm_ffi_reach_both
-#define VALUE (reach_low + reach_high)
-#elif defined(REACH_LOW)
-#define EXPORT __tvm_ffi_reach_low
-#define VALUE reach_low
+extern int FIRST;
+#ifdef SECOND
+extern int SECOND;
+#define VALUE (FIRST + SECOND)
 #else
-#define EXPORT __tvm_ffi_reach_high
-#define VALUE reach_high
+#define VALUE FIRST
 #endif
 
-int EXPORT(void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {
+#define EXPORT_NAME(symbol) __tvm_ffi_get_##symbol
+#define EXPORT(symbol) EXPORT_NAME(symbol)
+
+int EXPORT(FIRST)(void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {
   (void)self;
   (void)args;
   (void)num_args;
