@@ -96,8 +96,8 @@ class Arena {
 };
 
 /// A JITLinkMemoryManager that places each graph in the arena of the library (JITDylib) it is
-/// linked into. Arenas are registered when a library is created and unregistered when it closes;
-/// a graph linked into a JITDylib without an arena is an error, not a fallback.
+/// linked into. Arenas are registered when a library is placed (its first link) and unregistered
+/// when it closes; a graph linked into a JITDylib without an arena is an error, not a fallback.
 class ArenaMemoryManager final : public llvm::jitlink::JITLinkMemoryManager {
  public:
   void RegisterArena(const llvm::jitlink::JITLinkDylib* dylib, Arena* arena);
