@@ -157,24 +157,34 @@ LibraryObj::LibraryObj(Session session, std::string name)
   uint64_t id = session_obj->NextLibraryId();
   if (name_.empty()) name_ = "lib" + std::to_string(id);
   llvm::orc::LLJIT& jit = session_obj->jit();
-  auto arena = Arena::Reserve();
-  if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
-  arena_ = std::move(*arena);
-  runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
-  thunks_ = std::make_unique<LibraryThunks>(*arena_, arena_->dso_handle());
-  registrations_ = std::make_unique<FfiRegistrations>(arena_->dso_handle(), name_);
   // JITDylib names must be unique in a session; library names need not be.
   auto dylib = jit.createJITDylib(name_ + "#" + std::to_string(id));
   if (!dylib) TVM_FFI_THROW(RuntimeError) << llvm::toString(dylib.takeError());
   dylib_ = &*dylib;
+  session_obj->Attach(this);
+}
+
+void LibraryObj::Place() {
+  if (arena_) return;
+  auto arena = placement_.Place(name_, [this](llvm::StringRef symbol) { return Resolve(symbol); });
+  if (!arena) TVM_FFI_THROW(RuntimeError) << llvm::toString(arena.takeError());
+  arena_ = std::move(*arena);
+  runtime_ = std::make_unique<Runtime>(arena_->dso_handle());
   // Each library has its own __dso_handle, and its __cxa_atexit registrations run when it closes:
   // the binding plugin binds both into the library's graphs.
-  session_obj->memory().RegisterArena(dylib_, arena_.get());
-  session_obj->init_fini().RegisterLibrary(dylib_, runtime_.get());
-  session_obj->binding().RegisterLibrary(
+  thunks_ = std::make_unique<LibraryThunks>(*arena_, arena_->dso_handle());
+  registrations_ = std::make_unique<FfiRegistrations>(arena_->dso_handle(), name_);
+  SessionObj* session = session_.get();
+  session->memory().RegisterArena(dylib_, arena_.get());
+  session->init_fini().RegisterLibrary(dylib_, runtime_.get());
+  session->binding().RegisterLibrary(
       dylib_, {&defined_, arena_->dso_handle(), &linked_, thunks_.get(), &imported_});
-  session_obj->thread_locals().RegisterLibrary(dylib_, arena_->dso_handle());
-  session_obj->Attach(this);
+  session->thread_locals().RegisterLibrary(dylib_, arena_->dso_handle());
+}
+
+uint64_t LibraryObj::Resolve(llvm::StringRef symbol) {
+  auto& es = session_->jit().getExecutionSession();
+  return session_->binding().ResolveOutside(es.intern(symbol), defined_, imported_).getValue();
 }
 
 LibraryObj::~LibraryObj() { Close(); }
@@ -219,23 +229,25 @@ void LibraryObj::AddFile(const std::string& path) {
     std::unique_ptr<llvm::MemoryBuffer> read = ReadWhole(fd, st.st_size, path);
     auto interface = CheckAndParse(read, path);
     std::shared_ptr<llvm::MemoryBuffer> bytes = std::move(read);
-    auto cached =
-        std::make_shared<CachedObject>(CachedObject{bytes, std::move(interface), nullptr, nullptr});
+    auto cached = std::make_shared<CachedObject>(
+        CachedObject{bytes, std::move(interface), nullptr, nullptr, {}});
     // The parsed graph that libraries link copies of; without it they parse the object themselves.
     cached->graph =
         compat::parseGraph(session_->jit().getExecutionSession(), bytes->getMemBufferRef());
     if (cached->graph) cached->prepared = std::make_shared<PreparedGraphs>(bytes->getBuffer());
+    cached->placement = FindPlacementNeeds(bytes->getMemBufferRef());
     object = std::move(cached);
     cache.Insert(path, stamp, object);
   }
-  AddObject(ShareBuffer(object->buffer), object->interface, path, object);
+  AddObject(ShareBuffer(object->buffer), object->interface, path, object->placement, object);
 }
 
 void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
   auto buffer =
       llvm::MemoryBuffer::getMemBufferCopy(llvm::StringRef(bytes.data(), bytes.size()), "<bytes>");
   auto interface = CheckAndParse(buffer, "<bytes>");
-  AddObject(std::move(buffer), std::move(interface), "<bytes>");
+  PlacementNeeds needs = FindPlacementNeeds(buffer->getMemBufferRef());
+  AddObject(std::move(buffer), std::move(interface), "<bytes>", needs);
 }
 
 llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(
@@ -258,10 +270,17 @@ llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(
 
 void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                            llvm::orc::MaterializationUnit::Interface interface,
-                           const std::string& display_name,
+                           const std::string& display_name, const PlacementNeeds& needs,
                            std::shared_ptr<const CachedObject> cached) {
   std::lock_guard<std::mutex> lock(mutex_);
   CheckOpen();
+  if (arena_) {
+    if (auto err = LibraryPlacement::CheckReach(
+            *arena_, name_, display_name, needs,
+            [this](llvm::StringRef symbol) { return Resolve(symbol); })) {
+      TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
+    }
+  }
   auto& es = session_->jit().getExecutionSession();
   // Initializer symbols are named after the buffer; give each object of the library its own so
   // that one file may be added to several libraries, and two in-memory objects to one. The names
@@ -335,6 +354,7 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
     library_bin_size_ = library_bin_size;
     library_bin_object_ = display_name;
   }
+  if (!arena_) placement_.Add(display_name, needs);
   if (representative) {
     pending_.push_back(*representative);
   }
@@ -366,15 +386,18 @@ void LibraryObj::LinkWithoutRunning() {
              "objects; create a new library to call them";
   // Even if only some objects link: what was emitted must not run its destructors either.
   struct Abandon {
-    Runtime& runtime;
-    ~Abandon() { runtime.Abandon(); }
-  } abandon{*runtime_};
+    std::unique_ptr<Runtime>& runtime;  // made by the link's Place()
+    ~Abandon() {
+      if (runtime) runtime->Abandon();
+    }
+  } abandon{runtime_};
   if (pending_.empty()) return;
   PrepareImports();
   LinkPending();
 }
 
 void LibraryObj::LinkPending() {
+  Place();
   std::vector<llvm::orc::SymbolStringPtr> objects;
   std::swap(objects, pending_);
   linked_any_ = true;
@@ -399,6 +422,7 @@ void LibraryObj::LinkPending() {
 
 void* LibraryObj::LookupLinked(const std::string& symbol) {
   if (!defined_.contains(symbol)) return nullptr;
+  Place();  // looking a symbol up may link the object that defines it
   auto& es = session_->jit().getExecutionSession();
   llvm::orc::SymbolStringPtr name = es.intern(symbol);
   auto linked = linked_.find(name);
@@ -476,14 +500,16 @@ std::string LibraryObj::CloseDetached() {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return "";
   std::string crashed;
   SessionObj* session = session_.get();
-  // Destructors of thread_local objects before static destructors, as at a process's exit.
-  if (auto err = session->thread_locals().RunDestructors(dylib_, name_)) {
-    crashed = llvm::toString(std::move(err));
-    runtime_->Abandon();
+  if (runtime_) {  // placed (Place()): its code may have run
+    // Destructors of thread_local objects before static destructors, as at a process's exit.
+    if (auto err = session->thread_locals().RunDestructors(dylib_, name_)) {
+      crashed = llvm::toString(std::move(err));
+      runtime_->Abandon();
+    }
+    if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
+    // While the library's code is mapped: removing its global functions runs their deleters.
+    if (registrations_->Close()) kept_arena_ = Arena::KeepForever(std::move(arena_));
   }
-  if (auto err = runtime_->RunFinalizers(name_)) crashed = llvm::toString(std::move(err));
-  // While the library's code is mapped: removing its global functions runs their deleters.
-  if (registrations_->Close()) kept_arena_ = Arena::KeepForever(std::move(arena_));
   // Every thread's copies of the library's thread_local variables, before its memory goes.
   if (auto err = session->thread_locals().UnregisterLibrary(dylib_, name_)) {
     if (crashed.empty())
@@ -502,7 +528,7 @@ std::string LibraryObj::CloseDetached() {
   session->binding().UnregisterLibrary(dylib_);
   linked_.clear();          // its names belong to the JIT's string pool
   imported_.clear();        // so do these
-  pending_.clear();         // and these, of objects added but never linked
+  pending_.clear();         // and these, of objects added but never linked (or not placed)
   linked_objects_.clear();  // so do their graphs'
   files_.clear();
   dylib_ = nullptr;

@@ -5,14 +5,15 @@
 // symbols in the library, which is where duplicate symbols are caught; it does not link. The
 // first function asked for after an add links every object added so far (so objects may refer
 // to each other whatever order they were added in), runs their static constructors, and only then
-// returns the function. Closing runs the destructors of thread_local objects of the threads still
-// alive and static destructors once, frees the library's thread-local storage (tls_runtime.h),
-// removes the JITDylib and unmaps the arena. Functions handed out keep the library object alive;
-// calling one after an explicit close() raises instead of jumping into unmapped memory. Global
-// functions the library registered with tvm-ffi are removed at close; if it registered the
-// reflection of an object type, which tvm-ffi keeps, its arena stays mapped instead
-// (ffi_registrations.h). A library may link against other libraries of its session, which then
-// resolve what it does not define (link_order.cc).
+// returns the function. The first link also places the library: it reserves its arena, near the
+// process when its objects need that (process_reach.h). Closing runs the destructors of
+// thread_local objects of the threads still alive and static destructors once, frees the library's
+// thread-local storage (tls_runtime.h), removes the JITDylib and unmaps the arena. Functions handed
+// out keep the library object alive; calling one after an explicit close() raises instead of
+// jumping into unmapped memory. Global functions the library registered with tvm-ffi are removed
+// at close; if it registered the reflection of an object type, which tvm-ffi keeps, its arena
+// stays mapped instead (ffi_registrations.h). A library may link against other libraries of its
+// session, which then resolve what it does not define (link_order.cc).
 //
 // Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
 // freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
@@ -44,6 +45,7 @@
 #include "link_errors.h"
 #include "memory.h"
 #include "object_cache.h"
+#include "process_reach.h"
 #include "process_symbols.h"
 #include "session.h"
 
@@ -129,11 +131,18 @@ class LibraryObj : public tvm::ffi::Object {
   /// `buffer` becomes a copy) and parses its symbol interface; ValueError if it is bad.
   llvm::orc::MaterializationUnit::Interface CheckAndParse(
       std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name);
-  /// Defines a checked object's symbols in the library; it is linked by the next Link().
+  /// Defines a checked object's symbols in the library; it is linked by the next Link(). Throws
+  /// ValueError when the library is placed already and out of reach of what the object needs.
   void AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
                  llvm::orc::MaterializationUnit::Interface interface,
-                 const std::string& display_name,
+                 const std::string& display_name, const PlacementNeeds& needs,
                  std::shared_ptr<const CachedObject> cached = nullptr);
+  /// Reserves the library's arena, if it has none yet, from what the objects added so far need,
+  /// and makes it the home of the library's graphs and `__dso_handle` (mutex_ held). Throws
+  /// RuntimeError if it cannot be placed.
+  void Place();
+  /// Where linking will bind `symbol` (process_reach.h's ResolveFunction).
+  uint64_t Resolve(llvm::StringRef symbol);
   void CheckOpen() const;
   void* LookupLinked(const std::string& symbol);
   /// Links the objects of `pending_` (mutex_ held); throws RuntimeError if any fails to link.
@@ -151,12 +160,15 @@ class LibraryObj : public tvm::ffi::Object {
   Session session_;
   std::string name_;
   llvm::orc::JITDylib* dylib_ = nullptr;
+  /// Both made when the library is placed, by its first link.
   std::unique_ptr<Arena> arena_;
   std::unique_ptr<Runtime> runtime_;
   std::unique_ptr<LibraryThunks> thunks_;
   std::unique_ptr<FfiRegistrations> registrations_;
   /// The arena, kept mapped after close because tvm-ffi points into it; null if it was not.
   const Arena* kept_arena_ = nullptr;
+  /// What the objects added before that ask of the placement.
+  LibraryPlacement placement_;
   std::mutex mutex_;
   std::atomic<bool> closed_{false};
   /// Why the library cannot be used, if a static constructor crashed (init_fini.h); empty if not.

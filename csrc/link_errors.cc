@@ -102,6 +102,32 @@ std::string DescribeUndefined(const std::set<std::string>& symbols, const Object
   return described;
 }
 
+/// What JITLink's "In graph OBJECT, section S: relocation target ADDRESS (SYMBOL:...) is out of
+/// range of KIND fixup at ..." says, for the first such error in `reason`: "'OBJECT' refers to
+/// 'SYMBOL' with a 32-bit relocation (KIND)", as much of it as can be read.
+std::string DescribeOutOfRange(const std::string& reason) {
+  constexpr auto npos = std::string::npos;
+  const std::string marker = "out of range of ";
+  size_t range = reason.find(marker);
+  if (range == npos) return "";
+  std::string object, symbol;
+  size_t graph = reason.rfind("In graph ", range);
+  size_t section = graph == npos ? npos : reason.find(", section ", graph);
+  if (section < range) object = reason.substr(graph + 9, section - graph - 9);
+  size_t target = reason.rfind("relocation target ", range);
+  size_t open = target == npos ? npos : reason.find_first_of("(\"", target);
+  if (open < range) {
+    size_t close = reason.find_first_of(reason[open] == '"' ? "\"" : ":)", open + 1);
+    if (close < range) symbol = reason.substr(open + 1, close - open - 1);
+  }
+  size_t kind_end = reason.find(' ', range + marker.size());
+  std::string kind = reason.substr(range + marker.size(), kind_end - range - marker.size());
+  std::string text = object.empty() ? "an object" : "'" + object + "'";
+  text += " refers to ";
+  text += symbol.empty() || symbol[0] == '<' ? "a symbol" : "'" + symbol + "'";
+  return text + " with a 32-bit relocation (" + kind + ")";
+}
+
 }  // namespace
 
 std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dylib,
@@ -146,7 +172,9 @@ std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dyli
   std::string message;
   for (const std::string& part : parts) message += (message.empty() ? "" : "; ") + part;
   if (message.find("out of range") != std::string::npos) {
-    message += ": a 32-bit relocation cannot reach its target; compile the objects with -fPIC";
+    message += ": " + DescribeOutOfRange(message) +
+               " that cannot reach it (a PC-relative one reaches 2 GiB either way, an absolute "
+               "one the lowest 4 GiB); compile the objects with -fPIC";
   }
   return message;
 }

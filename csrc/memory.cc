@@ -49,11 +49,8 @@ llvm::Expected<std::unique_ptr<Arena>> Arena::Reserve(size_t reserve_bytes) {
   for (size_t size = reserve_bytes;; size /= 2) {
     void* base = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base != MAP_FAILED) {
-      std::unique_ptr<Arena> arena(new Arena(static_cast<char*>(base), size));
-      // The first page holds __dso_handle; crtbegin.o sets it to its own address, and so do we.
-      auto first_page = arena->Allocate(page_size());
-      if (!first_page) return first_page.takeError();
-      *reinterpret_cast<void**>(*first_page) = *first_page;
+      std::unique_ptr<Arena> arena(new Arena(static_cast<char*>(base), size, false));
+      if (auto err = arena->Start()) return err;
       return arena;
     }
     if (size / 2 < kMinArenaBytes) {
@@ -66,7 +63,30 @@ llvm::Expected<std::unique_ptr<Arena>> Arena::Reserve(size_t reserve_bytes) {
   }
 }
 
-Arena::~Arena() { munmap(base_, size_); }
+llvm::Expected<std::unique_ptr<Arena>> Arena::ReserveNear(AddressRange window, size_t reserve_bytes,
+                                                          uint64_t near) {
+  auto base = NearSpace::Get().Take(window, reserve_bytes, near);
+  if (!base) return base.takeError();
+  std::unique_ptr<Arena> arena(new Arena(*base, reserve_bytes, true));
+  if (auto err = arena->Start()) return err;
+  return arena;
+}
+
+llvm::Error Arena::Start() {
+  // The first page holds __dso_handle; crtbegin.o sets it to its own address, and so do we.
+  auto first_page = Allocate(page_size());
+  if (!first_page) return first_page.takeError();
+  *reinterpret_cast<void**>(*first_page) = *first_page;
+  return llvm::Error::success();
+}
+
+Arena::~Arena() {
+  if (near_) {
+    NearSpace::Get().Give(base_, size_);
+  } else {
+    munmap(base_, size_);
+  }
+}
 
 llvm::Expected<char*> Arena::Allocate(size_t bytes) {
   size_t rounded = RoundUpToPage(bytes);
@@ -77,8 +97,12 @@ llvm::Expected<char*> Arena::Allocate(size_t bytes) {
       return llvm::createStringError(
           std::make_error_code(std::errc::not_enough_memory),
           "the library needs more JIT memory than its %zu MiB arena holds (%zu KiB in use, %zu KiB "
-          "asked for); split the objects across several libraries",
-          size_ >> 20, next_ >> 10, rounded >> 10);
+          "asked for); split the objects across several libraries%s",
+          size_ >> 20, next_ >> 10, rounded >> 10,
+          near_ ? " (the arena of a library placed within 2 GiB of the process is sized from the "
+                  "objects added before its first link: add them all before it, or compile them "
+                  "with -fPIC)"
+                : "");
     }
     addr = base_ + next_;
     next_ += rounded;

@@ -13,6 +13,10 @@
 // process (libc, libstdc++, libtvm_ffi) go through GOT entries and PLT stubs, which JITLink builds
 // inside the same arena and which hold full 64-bit addresses.
 //
+// Libraries whose code reaches the process's own data 32-bit PC-relatively (`g++ -fpie` objects)
+// must also lie within 2 GiB of it: their arenas are carved from address space reserved near the
+// process (process_reach.h, near_space.h), and sized from their objects rather than 1 GiB.
+//
 // Layout of an arena: the first page holds the library's `__dso_handle` (read-write, so that its
 // address is within reach of all of the library's code); then each linked graph takes whole pages,
 // one run per protection (code RX, read-only data R, data RW), in the order they are linked.
@@ -30,6 +34,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "near_space.h"
+
 namespace orcjit {
 
 /// One library's reservation of address space, bump-allocated in pages.
@@ -39,6 +45,11 @@ class Arena {
   /// needs, and free until pages are used). Halves the request down to 64 MiB when the process is
   /// short of address space (RLIMIT_AS), and fails only below that.
   static llvm::Expected<std::unique_ptr<Arena>> Reserve(size_t reserve_bytes = size_t(1) << 30);
+  /// Reserves `reserve_bytes` (a multiple of the page size) of address space inside `window`, as
+  /// close to `near` as there is room, from the process's near space (near_space.h), to which it
+  /// goes back when the arena is destroyed.
+  static llvm::Expected<std::unique_ptr<Arena>> ReserveNear(AddressRange window,
+                                                            size_t reserve_bytes, uint64_t near);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -65,6 +76,12 @@ class Arena {
   /// deallocation actions of its graphs (eh-frame deregistration) do nothing. Returns the arena.
   static const Arena* KeepForever(std::unique_ptr<Arena> arena);
   bool kept() const { return kept_.load(std::memory_order_acquire); }
+  /// The addresses the arena spans.
+  AddressRange range() const {
+    return {reinterpret_cast<uint64_t>(base_), reinterpret_cast<uint64_t>(base_) + size_};
+  }
+  /// Whether the arena was placed near the process (ReserveNear).
+  bool near() const { return near_; }
 
   /// Bytes of pages currently in use, including the `__dso_handle` page.
   size_t used_bytes() const { return used_bytes_.load(std::memory_order_relaxed); }
@@ -72,10 +89,13 @@ class Arena {
   static size_t page_size();
 
  private:
-  Arena(char* base, size_t size) : base_(base), size_(size) {}
+  Arena(char* base, size_t size, bool near) : base_(base), size_(size), near_(near) {}
+  /// Makes the first page hold the `__dso_handle`.
+  llvm::Error Start();
 
   char* const base_;
   const size_t size_;
+  const bool near_;
   std::mutex mutex_;
   size_t next_ = 0;  // offset of the first page not yet handed out
   std::atomic<size_t> used_bytes_{0};
@@ -83,8 +103,8 @@ class Arena {
 };
 
 /// A JITLinkMemoryManager that places each graph in the arena of the library (JITDylib) it is
-/// linked into. Arenas are registered when a library is created and unregistered when it closes;
-/// a graph linked into a JITDylib without an arena is an error, not a fallback.
+/// linked into. Arenas are registered when a library is placed (its first link) and unregistered
+/// when it closes; a graph linked into a JITDylib without an arena is an error, not a fallback.
 class ArenaMemoryManager final : public llvm::jitlink::JITLinkMemoryManager {
  public:
   void RegisterArena(const llvm::jitlink::JITLinkDylib* dylib, Arena* arena);

@@ -28,6 +28,7 @@
 #include <unordered_map>
 
 #include "graph_copy.h"
+#include "process_reach.h"
 
 namespace orcjit {
 
@@ -44,6 +45,8 @@ struct CachedObject {
   /// The graphs that linking `graph` prepared (graph_copy.h); made with `graph`. They refer to
   /// `buffer`, which is destroyed after them.
   std::shared_ptr<PreparedGraphs> prepared;
+  /// What it asks of its library's placement (process_reach.h).
+  PlacementNeeds placement;
 };
 
 /// The identity of an opened file as fstat reports it.

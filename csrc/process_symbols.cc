@@ -193,6 +193,17 @@ llvm::Error ProcessBindingPlugin::notifyFailed(llvm::orc::MaterializationRespons
   return llvm::Error::success();
 }
 
+ExecutorAddr ProcessBindingPlugin::ResolveOutside(const SymbolStringPtr& name,
+                                                  const llvm::StringSet<>& defined,
+                                                  const LinkedSymbols& imported) const {
+  if (name == dso_handle_) return ExecutorAddr();  // the library's own, in its arena
+  if (name == cxa_atexit_) return ExecutorAddr::fromPtr(&OrcjitCxaAtExit);
+  if (ExecutorAddr own = thread_local_symbols_.Find(name)) return own;
+  if (defined.contains(*name) || entry_points_.count(name)) return ExecutorAddr();  // own, thunks
+  auto found = imported.find(name);
+  return found != imported.end() ? found->second : symbols_.Find(name);
+}
+
 llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Library& library) {
   std::vector<llvm::jitlink::Symbol*> externals(graph.external_symbols().begin(),
                                                 graph.external_symbols().end());
@@ -201,10 +212,8 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
     ExecutorAddr addr;
     if (name == dso_handle_) {
       addr = ExecutorAddr::fromPtr(library.dso_handle);
-    } else if (name == cxa_atexit_) {
-      addr = ExecutorAddr::fromPtr(&OrcjitCxaAtExit);
-    } else if (ExecutorAddr own = thread_local_symbols_.Find(name)) {
-      addr = own;  // the core's __tls_get_addr and __cxa_thread_atexit (tls_symbols.h)
+    } else if (name == cxa_atexit_ || thread_local_symbols_.Find(name)) {
+      addr = ResolveOutside(name, *library.defined, *library.imported);
     } else if (library.defined->contains(*name)) {
       auto linked = library.linked->find(name);
       if (linked != library.linked->end()) addr = linked->second;
@@ -213,8 +222,7 @@ llvm::Error ProcessBindingPlugin::Bind(llvm::jitlink::LinkGraph& graph, const Li
       if (!thunk) return thunk.takeError();
       addr = *thunk;
     } else {
-      auto imported = library.imported->find(name);
-      addr = imported != library.imported->end() ? imported->second : symbols_.Find(name);
+      addr = ResolveOutside(name, *library.defined, *library.imported);
     }
     if (addr) graph.makeAbsolute(*symbol, addr);
   }

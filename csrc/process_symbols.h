@@ -105,6 +105,15 @@ class ProcessBindingPlugin final : public ResourcelessPlugin {
   ProcessBindingPlugin(llvm::orc::ExecutionSession& es, ProcessSymbols& symbols);
 
   void RegisterLibrary(const llvm::orc::JITDylib* dylib, Library library);
+
+  /// Where `name` is bound for a library that defines `defined` and links against libraries
+  /// exporting `imported`, when that is outside the library: a core function, a library it links
+  /// against, or the process (null if nothing defines it). Null, too, for what the library
+  /// provides itself: its definitions, its `__dso_handle`, its thunks. Placement asks this before
+  /// the library has an arena (process_reach.h); Bind binds the same.
+  llvm::orc::ExecutorAddr ResolveOutside(const llvm::orc::SymbolStringPtr& name,
+                                         const llvm::StringSet<>& defined,
+                                         const LinkedSymbols& imported) const;
   void UnregisterLibrary(const llvm::orc::JITDylib* dylib);
 
   void modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,

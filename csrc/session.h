@@ -60,6 +60,8 @@ class SessionObj : public tvm::ffi::Object {
   GraphPreparationPlugin& preparation() { return *preparation_; }
   ThreadLocalPlugin& thread_locals() { return *thread_locals_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
+  /// The addresses of the process's symbols, as the binding plugin finds them (process_symbols.h).
+  ProcessSymbols& process_symbol_cache() { return process_symbol_cache_; }
   /// Object files the session's libraries have added, read and checked once (object_cache.h).
   ObjectCache& objects() { return objects_; }
 

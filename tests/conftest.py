@@ -43,8 +43,8 @@ TOOLCHAINS = [
 """(C++ compiler, optimization level) pairs that the toolchain-parametrized tests run with."""
 
 REQUIRED_COMPILERS = {
-    "clang++-22": "apt-get install clang-22 (from https://apt.llvm.org; .ci/run does it)",
-    "clang-22": "apt-get install clang-22 (from https://apt.llvm.org; .ci/run does it)",
+    "clang++-22": "apt-get install clang-22 (.ci/run does it)",
+    "clang-22": "apt-get install clang-22 (.ci/run does it)",
     "g++": "apt-get install g++",
     "gcc": "apt-get install gcc",
 }
@@ -53,6 +53,8 @@ MSG_NO_COMPILER = (
     "the pytest-orcjit test suite needs the compiler {compiler}, which is not on PATH: "
     "install it ({install}), or put it on PATH"
 )
+PIC_FLAGS = frozenset(("-fpic", "-fPIC", "-fpie", "-fPIE", "-fno-pic", "-fno-PIC", "-fno-pie"))
+"""Flags that choose the code's position independence; without one, kernels get ``-fPIC``."""
 
 KERNEL_DIR_ENV = "ORCJIT_TEST_KERNEL_DIR"
 """If set, kernels are compiled into (and reused from) this directory instead of a tmp dir."""
@@ -111,7 +113,8 @@ class KernelBuilder:
             digest = hashlib.sha256("\0".join(key).encode() + path.read_bytes()).hexdigest()
             out = self.out_dir / f"{path.stem}-{compiler}-{digest[:12]}{suffix}"
             if not out.exists():  # KERNEL_DIR_ENV may point at a directory of earlier runs
-                command = [compiler, *flags, "-fPIC", *language, *self._include_flags, str(path)]
+                pic = [] if PIC_FLAGS.intersection(flags) else ["-fPIC"]
+                command = [compiler, *flags, *pic, *language, *self._include_flags, str(path)]
                 result = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True)
                 if result.returncode != 0:
                     raise RuntimeError(f"compiling {source} failed: {command}\n{result.stderr}")
