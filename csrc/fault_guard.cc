@@ -239,30 +239,37 @@ std::string Fault::Describe() const {
 FaultGuard::FaultGuard() {
   InstallHandlers();
   stack_t current;
-  if (sigaltstack(nullptr, &current) != 0 || (current.ss_flags & SS_DISABLE) == 0) return;
-  // Enough for the handler, which uses little; at least what the C library recommends.
-  size_t size = std::max<size_t>(64 * 1024, static_cast<size_t>(SIGSTKSZ) * 4);
-  void* stack =
-      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return;  // then a stack overflow is not caught, everything else is
+  // On an alternate stack already (a guard made inside a signal handler): keep it.
+  if (sigaltstack(nullptr, &current) != 0 || (current.ss_flags & SS_ONSTACK) != 0) return;
+  // Our own stack even where the thread has one: the handlers we pass signals on to run on it,
+  // and the one a thread has may be small and taken from the heap (Python's faulthandler takes
+  // 16 KiB with malloc), where a handler that needs more (tvm-ffi's backtrace printer) would
+  // corrupt the heap. Ours is mapped, generous, and has an inaccessible page below it.
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t size = std::max<size_t>(256 * 1024, static_cast<size_t>(SIGSTKSZ) * 4);
+  void* mapping = mmap(nullptr, size + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (mapping == MAP_FAILED) return;  // then a stack overflow is not caught, everything else is
+  mprotect(mapping, page, PROT_NONE);
   stack_t ours = {};
-  ours.ss_sp = stack;
+  ours.ss_sp = static_cast<char*>(mapping) + page;
   ours.ss_size = size;
   if (sigaltstack(&ours, nullptr) != 0) {
-    munmap(stack, size);
+    munmap(mapping, size + page);
     return;
   }
-  alt_stack_ = stack;
-  alt_stack_size_ = size;
+  previous_stack_ = current;
+  alt_stack_ = mapping;
+  alt_stack_size_ = size + page;
 }
 
 FaultGuard::~FaultGuard() {
   if (alt_stack_ != nullptr) {
     stack_t current;
-    if (sigaltstack(nullptr, &current) == 0 && current.ss_sp == alt_stack_) {
-      stack_t disable = {};
-      disable.ss_flags = SS_DISABLE;
-      sigaltstack(&disable, nullptr);
+    size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    if (sigaltstack(nullptr, &current) == 0 &&
+        current.ss_sp == static_cast<char*>(alt_stack_) + page) {
+      sigaltstack(&previous_stack_, nullptr);  // the thread's own again, or none
       munmap(alt_stack_, alt_stack_size_);
     }
     // Otherwise the thread's alternate stack was replaced meanwhile, and ours is left in place

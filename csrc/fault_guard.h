@@ -8,8 +8,10 @@
 // returns the fault. Anything else is passed on unchanged to the handler that was installed
 // before: a fault on another thread, or outside Call, or a signal that was sent (kill, raise)
 // rather than raised by the processor. When the last guard goes away the previous handlers are put
-// back (unless someone replaced ours in the meantime). A guard gives its thread an alternate
-// signal stack if it has none, so that a constructor that overflows the stack is caught too.
+// back (unless someone replaced ours in the meantime). A guard gives its thread its own alternate
+// signal stack (256 KiB, mapped, with an inaccessible page below), so that a constructor that
+// overflows the stack is caught too, and the handlers it passes signals on to have room: the
+// thread's own alternate stack, if it has one, is put back afterwards.
 // Guards nest (a guarded call that runs another guarded call) and may be used on several threads
 // at once.
 //
@@ -23,6 +25,8 @@
 // time are guarded; further ones run their code unguarded.
 #ifndef PYTEST_ORCJIT_FAULT_GUARD_H_
 #define PYTEST_ORCJIT_FAULT_GUARD_H_
+
+#include <signal.h>
 
 #include <cstdint>
 #include <optional>
@@ -44,8 +48,8 @@ struct Fault {
 /// Upper bound on threads inside FaultGuard::Call at the same time; more run unguarded.
 constexpr int kMaxGuardedThreads = 256;
 
-/// While alive, installs the fault handlers (shared by all guards of the process) and, if the
-/// thread has none, an alternate signal stack for the calling thread. Not movable: create it on
+/// While alive, installs the fault handlers (shared by all guards of the process) and an
+/// alternate signal stack for the calling thread. Not movable: create it on
 /// the thread that calls Call, and destroy it there.
 class FaultGuard {
  public:
@@ -59,8 +63,9 @@ class FaultGuard {
   std::optional<Fault> Call(void (*fn)(void*), void* arg);
 
  private:
-  void* alt_stack_ = nullptr;  // the alternate signal stack this guard installed, if any
+  void* alt_stack_ = nullptr;  // the mapping of the alternate signal stack this guard installed
   size_t alt_stack_size_ = 0;
+  stack_t previous_stack_ = {};  // the thread's alternate stack before, restored at the end
 };
 
 }  // namespace orcjit
