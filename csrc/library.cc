@@ -157,7 +157,7 @@ void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
 
 llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(
     std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name) {
-  if (auto err = checkObject(buffer->getMemBufferRef(), name)) {
+  if (auto err = CheckObject(buffer->getMemBufferRef(), name)) {
     TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
   }
   // An object with thread_local variables is linked as a copy with its TLS laid out.
