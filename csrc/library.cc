@@ -1,12 +1,11 @@
-// Libraries: adding objects, linking, running initializers, handing out functions, closing; and
-// the tvm_ffi.Module view used by load_module. See library.h.
+// Libraries: adding objects, linking, running initializers, handing out functions (function_call.h
+// calls them), closing. See library.h.
 #include "library.h"
 
 #include <fcntl.h>
 #include <llvm/ExecutionEngine/Orc/ObjectFileInterface.h>
 #include <sys/stat.h>
 #include <tvm/ffi/c_api.h>
-#include <tvm/ffi/container/map.h>
 #include <tvm/ffi/error.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <utility>
 
 #include "compat.h"
+#include "function_call.h"
 #include "graph_copy.h"
 #include "library_bin.h"
 #include "link_errors.h"
@@ -28,101 +28,6 @@ namespace orcjit {
 namespace {
 
 constexpr const char* kExportPrefix = "__tvm_ffi_";
-
-/// What a handed-out function calls through: it checks that the library is still open, so that a
-/// call after close() raises instead of jumping into unmapped memory.
-struct FunctionHandle {
-  LibraryObj* library;  // one reference held
-  TVMFFISafeCallType call;
-  std::string name;
-};
-
-bool IsObject(const TVMFFIAny& value) {
-  return value.type_index >= tvm::ffi::TypeIndex::kTVMFFIStaticObjectBegin;
-}
-
-/// Whether `object` was allocated by JIT code of `library` (its deleter is there).
-bool MadeBy(const LibraryObj& library, const TVMFFIObject* object) {
-  return library.Owns(reinterpret_cast<const void*>(object->deleter));
-}
-
-/// A copy of `value` that the core owns, for the value types that can be copied; see library.h.
-tvm::ffi::Any Rehome(const LibraryObj& library, const tvm::ffi::Any& value) {
-  const auto& raw = reinterpret_cast<const TVMFFIAny&>(value);
-  if (!IsObject(raw) || !MadeBy(library, raw.v_obj)) return value;
-  switch (raw.type_index) {
-    case tvm::ffi::TypeIndex::kTVMFFIStr:
-      return tvm::ffi::String(std::string(value.cast<tvm::ffi::String>()));
-    case tvm::ffi::TypeIndex::kTVMFFIBytes: {
-      auto bytes = value.cast<tvm::ffi::Bytes>();
-      return tvm::ffi::Bytes(std::string(bytes.data(), bytes.size()));
-    }
-    case tvm::ffi::TypeIndex::kTVMFFIArray: {
-      tvm::ffi::Array<tvm::ffi::Any> copy;
-      for (const tvm::ffi::Any& item : value.cast<tvm::ffi::Array<tvm::ffi::Any>>()) {
-        copy.push_back(Rehome(library, item));
-      }
-      return copy;
-    }
-    case tvm::ffi::TypeIndex::kTVMFFIMap: {
-      tvm::ffi::Map<tvm::ffi::Any, tvm::ffi::Any> copy;
-      for (const auto& [key, item] : value.cast<tvm::ffi::Map<tvm::ffi::Any, tvm::ffi::Any>>()) {
-        copy.Set(Rehome(library, key), Rehome(library, item));
-      }
-      return copy;
-    }
-    default:
-      return value;
-  }
-}
-
-/// Replaces a raised error made by the library with a copy the core owns.
-void RehomeRaisedError(const LibraryObj& library) {
-  TVMFFIObjectHandle raised = nullptr;
-  TVMFFIErrorMoveFromRaised(&raised);
-  auto* object = static_cast<TVMFFIObject*>(raised);
-  if (object != nullptr && object->type_index == tvm::ffi::TypeIndex::kTVMFFIError &&
-      MadeBy(library, object)) {
-    const auto* cell = reinterpret_cast<const TVMFFIErrorCell*>(object + 1);
-    tvm::ffi::Error copy(std::string(cell->kind.data, cell->kind.size),
-                         std::string(cell->message.data, cell->message.size), &cell->backtrace);
-    TVMFFIErrorSetRaised(const_cast<tvm::ffi::ErrorObj*>(copy.get()));
-  } else {
-    TVMFFIErrorSetRaised(raised);
-  }
-  if (raised != nullptr) TVMFFIObjectDecRef(raised);
-}
-
-int CallFunction(void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {
-  auto* handle = static_cast<FunctionHandle*>(self);
-  const LibraryObj& library = *handle->library;
-  if (library.closed()) {
-    std::string message = "function '" + handle->name + "' of library '" + library.name() +
-                          "' was called after the library was closed; keep the library open "
-                          "while its functions are in use";
-    TVMFFIErrorSetRaisedFromCStr("RuntimeError", message.c_str());
-    return -1;
-  }
-  int status = handle->call(nullptr, args, num_args, result);
-  if (status != 0) {
-    RehomeRaisedError(library);
-  } else if (IsObject(*result) && MadeBy(library, result->v_obj)) {
-    try {
-      tvm::ffi::Any value = tvm::ffi::details::AnyUnsafe::MoveTVMFFIAnyToAny(result);
-      *result = tvm::ffi::details::AnyUnsafe::MoveAnyToTVMFFIAny(Rehome(library, value));
-    } catch (const tvm::ffi::Error& err) {
-      TVMFFIErrorSetRaised(const_cast<tvm::ffi::ErrorObj*>(err.get()));
-      return -1;
-    }
-  }
-  return status;
-}
-
-void DeleteFunctionHandle(void* self) {
-  auto* handle = static_cast<FunctionHandle*>(self);
-  TVMFFIObjectDecRef(handle->library);
-  delete handle;
-}
 
 /// "the TVM-FFI export 'f'" for `__tvm_ffi_f`, "symbol 's'" otherwise.
 std::string DescribeSymbol(llvm::StringRef symbol) {
@@ -252,7 +157,7 @@ void LibraryObj::AddBytes(const tvm::ffi::Bytes& bytes) {
 
 llvm::orc::MaterializationUnit::Interface LibraryObj::CheckAndParse(
     std::unique_ptr<llvm::MemoryBuffer>& buffer, const std::string& name) {
-  if (auto err = checkObject(buffer->getMemBufferRef(), name)) {
+  if (auto err = CheckObject(buffer->getMemBufferRef(), name)) {
     TVM_FFI_THROW(ValueError) << llvm::toString(std::move(err));
   }
   // An object with thread_local variables is linked as a copy with its TLS laid out.
@@ -465,9 +370,7 @@ std::optional<tvm::ffi::Function> LibraryObj::FindFunction(const std::string& na
       functions_[name] = address;
     }
   }
-  TVMFFIObjectIncRef(this);
-  auto* handle = new FunctionHandle{this, reinterpret_cast<TVMFFISafeCallType>(address), name};
-  return tvm::ffi::Function::FromExternC(handle, CallFunction, DeleteFunctionHandle);
+  return MakeLibraryFunction(this, address, name);
 }
 
 tvm::ffi::Function LibraryObj::GetFunction(const std::string& name) {
@@ -538,25 +441,6 @@ std::string LibraryObj::CloseDetached() {
   return crashed;
 }
 
-namespace {
-
-/// The tvm_ffi.Module view of a library, as load_module returns it.
-class ModuleObj final : public tvm::ffi::ModuleObj {
- public:
-  explicit ModuleObj(Library library) : library_(std::move(library)) {}
-  const char* kind() const final { return "orcjit"; }
-  int GetPropertyMask() const final { return tvm::ffi::Module::kRunnable; }
-  tvm::ffi::Optional<tvm::ffi::Function> GetFunction(const tvm::ffi::String& name) final {
-    if (auto function = library_->FindFunction(name)) return *function;
-    return std::nullopt;
-  }
-
- private:
-  Library library_;
-};
-
-}  // namespace
-
 void WarmObjects(Session session, const tvm::ffi::Array<tvm::ffi::String>& paths) {
   Library library(tvm::ffi::make_object<LibraryObj>(std::move(session), "warm-up"));
   struct Closer {
@@ -565,43 +449,6 @@ void WarmObjects(Session session, const tvm::ffi::Array<tvm::ffi::String>& paths
   } closer{library.get()};
   for (const tvm::ffi::String& path : paths) library->AddFile(std::string(path));
   library->LinkWithoutRunning();
-}
-
-tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any>& objects,
-                            std::string name) {
-  Library library(tvm::ffi::make_object<LibraryObj>(std::move(session), std::move(name)));
-  for (const tvm::ffi::Any& object : objects) {
-    int32_t type = object.type_index();
-    if (type == tvm::ffi::TypeIndex::kTVMFFIStr || type == tvm::ffi::TypeIndex::kTVMFFISmallStr) {
-      library->AddFile(std::string(object.cast<tvm::ffi::String>()));
-    } else if (type == tvm::ffi::TypeIndex::kTVMFFIBytes ||
-               type == tvm::ffi::TypeIndex::kTVMFFISmallBytes) {
-      library->AddBytes(object.cast<tvm::ffi::Bytes>());
-    } else {
-      TVM_FFI_THROW(TypeError) << "load_module takes a path (str or os.PathLike) or object-file "
-                               << "bytes for each object, not " << object.GetTypeKey();
-    }
-  }
-  library->Link();
-  // Like tvm_ffi.load_module: point the library's context symbols at what the runtime registered,
-  // and its `__tvm_ffi__library_ctx` at its module.
-  tvm::ffi::Module::VisitContextSymbols([&](tvm::ffi::String symbol, void* value) {
-    if (void** slot = static_cast<void**>(library->FindSymbol(std::string(symbol)))) *slot = value;
-  });
-  auto library_module = [&library]() {
-    tvm::ffi::Module module(tvm::ffi::make_object<ModuleObj>(library));
-    if (void** context =
-            static_cast<void**>(library->FindSymbol(tvm::ffi::symbol::tvm_ffi_library_ctx))) {
-      *context = module.operator->();
-    }
-    return module;
-  };
-  // And, as it does, expand the import tree the library carries (library_bin.h).
-  LibraryObj::LibraryBin bin = library->FindLibraryBin();
-  if (bin.data == nullptr) return library_module();
-  std::string where = "library '" + library->name() + "': the " +
-                      tvm::ffi::symbol::tvm_ffi_library_bin + " of '" + bin.object + "'";
-  return ExpandLibraryBin(bin.data, bin.size, where, library_module);
 }
 
 }  // namespace orcjit

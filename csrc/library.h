@@ -1,5 +1,5 @@
 // A library: one isolated symbol namespace (a JITDylib) of a session, its arena of JIT memory and
-// its static initialization state, plus the tvm_ffi.Module view that load_module returns.
+// its static initialization state. load_module's tvm_ffi.Module view of it is in module.h.
 //
 // Objects are added incrementally. Adding checks the object (object_check.h) and defines its
 // symbols in the library, which is where duplicate symbols are caught; it does not link. The
@@ -14,12 +14,8 @@
 // at close; if it registered the reflection of an object type, which tvm-ffi keeps, its arena
 // stays mapped instead (ffi_registrations.h). A library may link against other libraries of its
 // session, which then resolve what it does not define (link_order.cc).
-//
-// Values a kernel returns or raises are tvm-ffi objects whose deleter is JIT code of the library:
-// freeing one after the library closed would jump into unmapped memory, and pytest keeps failed
-// tests' exceptions well past the test's teardown. So strings, bytes, arrays, maps and errors
-// made by the library are copied into objects the core owns on their way out; tensors, functions
-// and other objects made by JIT code are handed out as they are and must not outlive the library.
+// The functions handed out call through a trampoline (function_call.h) that copies the values they
+// return or raise out of the library's memory.
 #ifndef PYTEST_ORCJIT_LIBRARY_H_
 #define PYTEST_ORCJIT_LIBRARY_H_
 
@@ -28,7 +24,6 @@
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <tvm/ffi/container/array.h>
-#include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
 
@@ -216,11 +211,6 @@ class Library : public tvm::ffi::ObjectRef {
 /// does this before its first fork, so that no forked test pays for it. Throws as AddFile and
 /// Link do.
 void WarmObjects(Session session, const tvm::ffi::Array<tvm::ffi::String>& paths);
-
-/// Creates a library from `objects` (each a path String or Bytes), links it, wires tvm-ffi's
-/// context symbols, and returns it as a tvm_ffi.Module whose functions are the exports.
-tvm::ffi::Module LoadModule(Session session, const tvm::ffi::Array<tvm::ffi::Any>& objects,
-                            std::string name);
 
 }  // namespace orcjit
 

@@ -49,7 +49,7 @@ struct PlacementNeeds {
   uint64_t memory_bytes = 0;
 };
 
-/// The placement needs of the object in `buffer`, which has passed checkObject (object_check.h).
+/// The placement needs of the object in `buffer`, which has passed CheckObject (object_check.h).
 PlacementNeeds FindPlacementNeeds(llvm::MemoryBufferRef buffer);
 
 /// A symbol of the process that an object refers to 32-bit PC-relatively, and where it is.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "library.h"
+#include "module.h"
 #include "session.h"
 #include "shared_libraries.h"
 #include "tls_runtime.h"

@@ -41,7 +41,7 @@ constexpr llvm::StringLiteral kThreadLocalSection = "$.orcjit.tls";
 /// at): so far from 0, TLS blocks overlap nothing there.
 constexpr uint64_t kThreadLocalBase = uint64_t(1) << 40;
 
-/// The object in `object` (checked by checkObject) with its TLS laid out as described above, in a
+/// The object in `object` (checked by CheckObject) with its TLS laid out as described above, in a
 /// new buffer with the same identifier; nullptr when it has no TLS sections and no internal
 /// symbols (nothing to do).
 /// Fails, naming `name`, when a local-dynamic relocation refers to a symbol that is not in a TLS
