@@ -139,7 +139,10 @@ def test_toml_list_of_flags_needs_no_string(project: Project) -> None:
         f"orcjit_cxx = '{project.cxx}'\norcjit_cc = '{project.cc}'\n"
         "orcjit_sources = ['kernels/add.c']\norcjit_cflags = ['-O1', '-DNAME=a b']\n"
     )
-    result = project.pytester.runpytest("-W", "error::pytest.PytestRemovedIn10Warning")
+    # pytest 9 warns about a non-string value for a "string" ini option (an error here).
+    removed = "PytestRemovedIn10Warning"
+    strict = ["-W", f"error::pytest.{removed}"] if hasattr(pytest, removed) else []
+    result = project.pytester.runpytest(*strict)
     result.assert_outcomes(passed=1)
     assert "-DNAME=a b" in project.runs()[-1] or "'-DNAME=a b'" in "".join(project.runs())
 
