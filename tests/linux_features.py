@@ -21,10 +21,11 @@ import pytest
 MADV_POPULATE_WRITE = 23
 MADV_COLLAPSE = 25
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = (
+libc = ctypes.CDLL(None, use_errno=True)
+"""The C library with madvise, mmap and munmap typed for ctypes (tests share it)."""
+libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = (
     ctypes.c_void_p,
     ctypes.c_size_t,
     ctypes.c_int,
@@ -32,7 +33,7 @@ _libc.mmap.argtypes = (
     ctypes.c_int,
     ctypes.c_long,
 )
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 
 
 def _in_child(probe: Callable[[], bool]) -> bool:
@@ -49,15 +50,15 @@ def _in_child(probe: Callable[[], bool]) -> bool:
 def _madvise_accepted(advice: int, size: int) -> bool:
     """Whether ``madvise(advice)`` on a fresh anonymous, aligned mapping of ``size`` succeeds."""
     prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    raw = _libc.mmap(None, 2 * size, prot, flags, -1, 0)
+    raw = libc.mmap(None, 2 * size, prot, flags, -1, 0)
     if raw in (None, ctypes.c_void_p(-1).value):
         return False
     try:
         aligned = -(-raw // size) * size
         ctypes.memset(aligned, 1, size)
-        return _libc.madvise(aligned, size, advice) == 0 or ctypes.get_errno() != errno.EINVAL
+        return libc.madvise(aligned, size, advice) == 0 or ctypes.get_errno() != errno.EINVAL
     finally:
-        _libc.munmap(raw, 2 * size)
+        libc.munmap(raw, 2 * size)
 
 
 @functools.cache
@@ -76,7 +77,7 @@ def collapse() -> bool:
     except OSError:
         return False
     # The kernel checks the advice before the range: an empty one is taken if the advice is known.
-    return _libc.madvise(0, 0, MADV_COLLAPSE) == 0
+    return libc.madvise(0, 0, MADV_COLLAPSE) == 0
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from linux_features import libc
 
 from pytest_orcjit import ExecutionSession
 
@@ -35,17 +36,6 @@ REACH_BUILDS = {
 """Compilers and flags whose code reaches libstdc++'s data with R_X86_64_PC32 (clang++ -fpie
 alone goes through the GOT)."""
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 PROT_NONE = 0
 MAP_NORESERVE = 0x4000
 MAP_FAILED = ctypes.c_void_p(-1).value
@@ -58,7 +48,7 @@ def reserve() -> Iterator:
 
     def reserve(size: int) -> int:
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE
-        address = _libc.mmap(None, size, PROT_NONE, flags, -1, 0)
+        address = libc.mmap(None, size, PROT_NONE, flags, -1, 0)
         if address in (None, MAP_FAILED):
             pytest.fail(f"mmap of {size} bytes failed: errno {ctypes.get_errno()}")
         mappings.append((address, size))
@@ -66,7 +56,7 @@ def reserve() -> Iterator:
 
     yield reserve
     for address, size in mappings:
-        _libc.munmap(address, size)
+        libc.munmap(address, size)
 
 
 def test_thousands_of_libraries_between_gib_mappings(
