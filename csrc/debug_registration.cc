@@ -6,6 +6,8 @@
 #include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/TargetProcess/JITLoaderGDB.h>
 #include <llvm/Object/ELF.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/reflection/registry.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -249,6 +251,20 @@ void DebugRegistrationPlugin::notifyTransferringResources(llvm::orc::JITDylib&, 
   registered_.erase(it);
   auto& destination = registered_[to];
   for (auto& object : moved) destination.push_back(std::move(object));
+}
+
+tvm::ffi::Array<tvm::ffi::Array<int64_t>> DebugObjectsRegistered() {
+  std::lock_guard<std::mutex> lock(DescriptorMutex());
+  tvm::ffi::Array<tvm::ffi::Array<int64_t>> objects;
+  for (auto* entry = __jit_debug_descriptor.first_entry; entry; entry = entry->next_entry) {
+    objects.push_back({reinterpret_cast<int64_t>(entry->symfile_addr),
+                       static_cast<int64_t>(entry->symfile_size)});
+  }
+  return objects;
+}
+
+TVM_FFI_STATIC_INIT_BLOCK() {
+  tvm::ffi::reflection::GlobalDef().def("orcjit.debug_objects_registered", DebugObjectsRegistered);
 }
 
 }  // namespace orcjit

@@ -19,6 +19,7 @@
 #define PYTEST_ORCJIT_DEBUG_REGISTRATION_H_
 
 #include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
+#include <tvm/ffi/container/array.h>
 
 #include <memory>
 #include <mutex>
@@ -75,6 +76,10 @@ class DebugRegistrationPlugin final : public llvm::orc::ObjectLinkingLayer::Plug
   /// Registered debug objects, by the resource key of their graph's memory.
   std::unordered_map<llvm::orc::ResourceKey, std::vector<Owned>> registered_;
 };
+
+/// The objects in the process's GDB JIT descriptor, newest first: [address, size] of each (what a
+/// debugger reads; for tests). Also `orcjit.debug_objects_registered`.
+tvm::ffi::Array<tvm::ffi::Array<int64_t>> DebugObjectsRegistered();
 
 }  // namespace orcjit
 
