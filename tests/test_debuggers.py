@@ -14,11 +14,10 @@ import shutil
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from plugin_helpers import Project, core_available, make_project
+from plugin_helpers import core_available, make_project
 
 from pytest_orcjit import _ffi_api, create_session, settings
 
@@ -146,7 +145,7 @@ def test_gdb_stops_in_a_kernel_under_pytest_in_process(
             "no:cacheprovider",
             "--orcjit-isolation=none",
             "test_kernel.py",
-        ],  # fmt: skip
+        ],
         cwd=project.path,
     )
     assert "SumOfTriples (count=4) at" in out and f"debug_info.cc:{line}" in out, out
