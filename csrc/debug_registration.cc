@@ -83,7 +83,8 @@ std::unique_ptr<char[]> Relocate(LinkGraph& graph, llvm::StringRef object_bytes)
       found[index] = true;
     }
   }
-  auto copy = std::make_unique<char[]>(object_bytes.size());
+  // Not value-initialized: every byte is copied over.
+  std::unique_ptr<char[]> copy(new char[object_bytes.size()]);
   std::memcpy(copy.get(), object_bytes.data(), object_bytes.size());
   const auto* headers = reinterpret_cast<const char*>(sections->data());
   for (size_t index = 0; index < sections->size(); ++index) {
