@@ -36,18 +36,19 @@ std::mutex& DescriptorMutex() {
   return *mutex;
 }
 
-/// `object_bytes`, with each allocated section's sh_addr set to where `graph` placed it; nothing
-/// when the object does not parse as a 64-bit little-endian ELF file (linking has read it already).
-std::unique_ptr<char[]> Relocate(LinkGraph& graph, llvm::StringRef object_bytes) {
+/// Copies `object_bytes` into `copy` (as many bytes), with each allocated section's sh_addr set to
+/// where `graph` placed it; false when the object does not parse as a 64-bit little-endian ELF file
+/// (linking has read it already).
+bool Relocate(LinkGraph& graph, llvm::StringRef object_bytes, char* copy) {
   auto elf = llvm::object::ELF64LEFile::create(object_bytes);
   if (!elf) {
     llvm::consumeError(elf.takeError());
-    return nullptr;
+    return false;
   }
   auto sections = elf->sections();
   if (!sections) {
     llvm::consumeError(sections.takeError());
-    return nullptr;
+    return false;
   }
   // Where each section went: from a named symbol it defines, which the graph placed (a section
   // whose name other sections share has no graph section of its own), else from the graph's
@@ -83,9 +84,7 @@ std::unique_ptr<char[]> Relocate(LinkGraph& graph, llvm::StringRef object_bytes)
       found[index] = true;
     }
   }
-  // Not value-initialized: every byte is copied over.
-  std::unique_ptr<char[]> copy(new char[object_bytes.size()]);
-  std::memcpy(copy.get(), object_bytes.data(), object_bytes.size());
+  std::memcpy(copy, object_bytes.data(), object_bytes.size());
   const auto* headers = reinterpret_cast<const char*>(sections->data());
   for (size_t index = 0; index < sections->size(); ++index) {
     const auto& section = (*sections)[index];
@@ -104,10 +103,10 @@ std::unique_ptr<char[]> Relocate(LinkGraph& graph, llvm::StringRef object_bytes)
     }
     // The copy's header: at the same offset from the copy's start as the original's.
     size_t offset = headers + index * sizeof(section) - object_bytes.data();
-    auto* header = reinterpret_cast<llvm::object::ELF64LE::Shdr*>(copy.get() + offset);
+    auto* header = reinterpret_cast<llvm::object::ELF64LE::Shdr*>(copy + offset);
     header->sh_addr = addresses[index];
   }
-  return copy;
+  return true;
 }
 
 }  // namespace
@@ -133,7 +132,7 @@ struct DebugRegistrationPlugin::DebugObject {
     registered = true;
   }
 
-  ~DebugObject() {
+  void Unregister() {
     if (!registered) return;
     std::lock_guard<std::mutex> lock(DescriptorMutex());
     if (entry.prev_entry != nullptr) {
@@ -145,7 +144,10 @@ struct DebugRegistrationPlugin::DebugObject {
     __jit_debug_descriptor.relevant_entry = &entry;
     __jit_debug_descriptor.action_flag = JIT_UNREGISTER_FN;
     __jit_debug_register_code();
+    registered = false;
   }
+
+  ~DebugObject() { Unregister(); }
 };
 
 DebugRegistrationPlugin::DebugRegistrationPlugin()
@@ -195,11 +197,11 @@ void DebugRegistrationPlugin::modifyPassConfig(MaterializationResponsibility& mr
   }
   // Once JITLink has placed every section, and before the graph's memory is finalized.
   config.PostAllocationPasses.push_back([this, &mr, object_bytes](LinkGraph& graph) {
-    auto bytes = Relocate(graph, object_bytes);
-    if (!bytes) return llvm::Error::success();  // not ELF: nothing a debugger would read
     auto object = std::make_unique<DebugObject>();
-    object->bytes = std::move(bytes);
     object->size = object_bytes.size();
+    object->bytes = TakeBuffer(object->size);
+    // Not ELF: nothing a debugger would read.
+    if (!Relocate(graph, object_bytes, object->bytes.get())) return llvm::Error::success();
     std::lock_guard<std::mutex> lock(mutex_);
     pending_[&mr] = std::move(object);
     return llvm::Error::success();
@@ -240,7 +242,32 @@ llvm::Error DebugRegistrationPlugin::notifyRemovingResources(llvm::orc::JITDylib
     removed = std::move(it->second);
     registered_.erase(it);
   }
-  return llvm::Error::success();  // `removed` unregisters them as it goes
+  for (Owned& object : removed) {
+    object->Unregister();
+    Recycle(std::move(object->bytes), object->size);
+  }
+  return llvm::Error::success();
+}
+
+std::unique_ptr<char[]> DebugRegistrationPlugin::TakeBuffer(uint64_t size) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = spare_.find(size);
+    if (it != spare_.end()) {
+      auto buffer = std::move(it->second);
+      spare_.erase(it);
+      spare_bytes_ -= size;
+      return buffer;
+    }
+  }
+  return std::unique_ptr<char[]>(new char[size]);  // not value-initialized: it is copied over
+}
+
+void DebugRegistrationPlugin::Recycle(std::unique_ptr<char[]> buffer, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (spare_bytes_ + size > kMaxSpareBytes) return;  // freed
+  spare_.emplace(size, std::move(buffer));
+  spare_bytes_ += size;
 }
 
 void DebugRegistrationPlugin::notifyTransferringResources(llvm::orc::JITDylib&, ResourceKey to,

@@ -65,6 +65,14 @@ class DebugRegistrationPlugin final : public llvm::orc::ObjectLinkingLayer::Plug
   struct DebugObject;
   using Owned = std::unique_ptr<DebugObject>;
 
+  /// A buffer of `size` bytes for a debug object: a spare one, else a new one.
+  std::unique_ptr<char[]> TakeBuffer(uint64_t size);
+  /// Keeps the buffer of an unregistered debug object for the next object of the same size (the
+  /// same object linked again, as tests do), unless kMaxSpareBytes are kept already: a new buffer
+  /// of a few MB costs more in page faults than copying the object into it.
+  void Recycle(std::unique_ptr<char[]> buffer, uint64_t size);
+
+  static constexpr uint64_t kMaxSpareBytes = 32 << 20;
   const bool enabled_;
   std::mutex mutex_;
   /// Object bytes of graphs announced by Expect or seen by notifyMaterializing, until they link.
@@ -75,6 +83,9 @@ class DebugRegistrationPlugin final : public llvm::orc::ObjectLinkingLayer::Plug
   std::unordered_map<llvm::orc::MaterializationResponsibility*, Owned> pending_;
   /// Registered debug objects, by the resource key of their graph's memory.
   std::unordered_map<llvm::orc::ResourceKey, std::vector<Owned>> registered_;
+  /// Buffers of unregistered debug objects, by size, and their total size.
+  std::unordered_multimap<uint64_t, std::unique_ptr<char[]>> spare_;
+  uint64_t spare_bytes_ = 0;
 };
 
 /// The objects in the process's GDB JIT descriptor, newest first: [address, size] of each (what a
