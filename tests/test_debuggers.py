@@ -173,6 +173,22 @@ def test_closing_a_library_unregisters_its_object(session, kernels):
     assert registered() == before
 
 
+def test_every_load_registers_its_own_copy(session, kernels):
+    """A second load links a prepared copy of the first's graph, and bytes link from a buffer."""
+    before = registered()
+    obj = kernels.object("debug_info.cc", *DEBUG_FLAGS, "-ffunction-sections")
+    libraries = [session.create_library() for _ in range(3)]
+    for library, source in zip(libraries, (obj, obj, obj.read_bytes())):
+        library.add(source)
+        address = library.address_of_sum_of_triples()
+        symfile, size = registered()[0]
+        assert section_addresses(ctypes.string_at(symfile, size))[FUNCTION_SECTION] == address
+    assert len(registered()) == len(before) + 3
+    for library in libraries:
+        library.close()
+    assert registered() == before
+
+
 def test_closing_the_session_unregisters_its_objects(kernels):
     before = registered()
     session = create_session()
