@@ -1,6 +1,6 @@
 // Debugger support: the ObjectLinkingLayer plugin that registers each linked object that has debug
-// information with the GDB JIT interface, so that gdb (and lldb) name JIT functions, their source
-// lines and locals, and unwind through them; and unregisters it when its library closes.
+// information with the GDB JIT interface, so that gdb names JIT functions, their source lines and
+// locals, and unwinds through them; and unregisters it when its library closes.
 //
 // The GDB JIT interface is a list of in-memory object files that the debugger reads: the process
 // links an entry into `__jit_debug_descriptor` and calls `__jit_debug_register_code`, on which the
