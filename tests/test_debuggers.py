@@ -309,7 +309,7 @@ import os
 
 def test_kernel(orcjit_lib):
     with open("pids.txt", "a") as out:
-        print(os.getpid(), orcjit_lib.address_of_sum_of_triples(), file=out)
+        print(os.getpid(), orcjit_lib.address_of_sum_of_triples(), os.getppid(), file=out)
 """
 
 
@@ -330,5 +330,6 @@ def test_plugin_option_writes_the_forked_childs_map(
     project.ini(*ini, isolation=None)
     result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(passed=1)
-    pid, address = map(int, (project.path / "pids.txt").read_text().split())
+    pid, address, parent = map(int, (project.path / "pids.txt").read_text().split())
     assert perf_map(pid)[address][1] == "SumOfTriples(long)"
+    Path(f"/tmp/perf-{parent}.map").unlink(missing_ok=True)  # the pytest process's own
