@@ -1,6 +1,6 @@
 """Run every benchmark figure of pytest-orcjit and print one table.
 
-    python benchmarks/run.py [--quick] [--only load,call,compile,memory,isolation]
+    python benchmarks/run.py [--quick] [--only load,call,compile,memory,debuginfo,isolation]
 
 Figures (each module's docstring says exactly what it measures):
 
@@ -11,7 +11,9 @@ Figures (each module's docstring says exactly what it measures):
 3. ``bench_compile``: cold compile of example_project with 2 jobs against 1, compilers
    started by a warm rerun, plugin start-up against plain pytest;
 4. ``bench_memory``: JIT memory per library, RSS growth over 10,000 load/drop cycles
-   and over 10,000 failing loads of each bad-input kind.
+   and over 10,000 failing loads of each bad-input kind;
+5. ``bench_debuginfo``: figure 1's load of ``-g`` objects (and of objects without
+   ``-g``) with GDB JIT registration on against off.
 
 ``bench_isolation`` (forking each test), when present, runs last and prints its own
 table. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
@@ -27,11 +29,12 @@ from pathlib import Path
 
 import bench_call
 import bench_compile
+import bench_debuginfo
 import bench_load
 import bench_memory
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "isolation")
+FIGURES = ("load", "call", "compile", "memory", "debuginfo", "isolation")
 
 
 def main() -> None:
@@ -50,6 +53,8 @@ def main() -> None:
         rows += bench_compile.figures(repeat=1 if quick else 3)
     if "memory" in only:
         rows += bench_memory.figures(cycles=500 if quick else 10000)
+    if "debuginfo" in only:
+        rows += bench_debuginfo.figures(loads=100 if quick else 300, repeat=2 if quick else 4)
     print_table(rows)
     isolation = Path(__file__).with_name("bench_isolation.py")
     if "isolation" in only and isolation.exists():

@@ -243,6 +243,7 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
     if (!prepared) {
       session_->preparation().Expect(dylib_, copy.get(), cached->prepared, std::move(key));
     }
+    session_->debug_objects().Expect(dylib_, copy.get(), cached->buffer->getBuffer());
     // The copy refers to the cached object's bytes: keep them until the library closes.
     added = compat::addGraph(layer, *dylib_, std::move(copy), std::move(interface));
     linked_objects_.push_back(std::move(cached));
@@ -423,6 +424,7 @@ std::string LibraryObj::CloseDetached() {
   // Before the graphs that were never linked are freed, so that no later graph at the same address
   // is taken for one of them.
   session->preparation().Forget(dylib_);
+  session->debug_objects().Forget(dylib_);
   llvm::Error removed = session->jit().getExecutionSession().removeJITDylib(*dylib_);
   llvm::consumeError(std::move(removed));
   TakeReportedErrors(dylib_);

@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "compat.h"
+#include "debug_registration.h"
 #include "eh_frame.h"
 #include "library.h"
+#include "perf_map.h"
 #include "plugin.h"
 #include "process_symbols.h"
 
@@ -131,6 +133,11 @@ SessionObj::SessionObj() {
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
+                // Debuggers and profilers: each does nothing unless it has something to do.
+                auto debug_objects = std::make_unique<DebugRegistrationPlugin>();
+                debug_objects_ = debug_objects.get();
+                layer->addPlugin(std::move(debug_objects));
+                layer->addPlugin(std::make_unique<PerfMapPlugin>());
                 return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
               }))
           .setProcessSymbolsJITDylibSetup(

@@ -7,7 +7,8 @@
 //   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
 //     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames), the
 //     initializer plugin, the thread-local storage plugin (tls_plugin.h) and the process binding
-//     plugin (process_symbols.h), which binds a graph's references to the process and to its
+//     plugin (process_symbols.h), plus the debugger and profiler plugins (debug_registration.h,
+//     perf_map.h); the binding plugin binds a graph's references to the process and to its
 //     library's `__dso_handle` before ORC's lookup;
 //   * a process-symbols JITDylib whose generator resolves names against the libraries the process
 //     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL;
@@ -26,6 +27,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "debug_registration.h"
 #include "graph_copy.h"
 #include "init_fini.h"
 #include "memory.h"
@@ -59,6 +61,7 @@ class SessionObj : public tvm::ffi::Object {
   ProcessBindingPlugin& binding() { return *binding_; }
   GraphPreparationPlugin& preparation() { return *preparation_; }
   ThreadLocalPlugin& thread_locals() { return *thread_locals_; }
+  DebugRegistrationPlugin& debug_objects() { return *debug_objects_; }
   llvm::orc::JITDylib& process_symbols() { return *process_symbols_; }
   /// The addresses of the process's symbols, as the binding plugin finds them (process_symbols.h).
   ProcessSymbols& process_symbol_cache() { return process_symbol_cache_; }
@@ -73,11 +76,12 @@ class SessionObj : public tvm::ffi::Object {
  private:
   ProcessSymbols process_symbol_cache_;  // used by the JIT, so destroyed after it (emptied before)
   std::unique_ptr<llvm::orc::LLJIT> jit_;
-  ArenaMemoryManager* memory_ = nullptr;           // owned by the object linking layer
-  InitFiniPlugin* init_fini_ = nullptr;            // owned by the object linking layer
-  ProcessBindingPlugin* binding_ = nullptr;        // owned by the object linking layer
-  GraphPreparationPlugin* preparation_ = nullptr;  // owned by the object linking layer
-  ThreadLocalPlugin* thread_locals_ = nullptr;     // owned by the object linking layer
+  ArenaMemoryManager* memory_ = nullptr;              // owned by the object linking layer
+  InitFiniPlugin* init_fini_ = nullptr;               // owned by the object linking layer
+  ProcessBindingPlugin* binding_ = nullptr;           // owned by the object linking layer
+  GraphPreparationPlugin* preparation_ = nullptr;     // owned by the object linking layer
+  ThreadLocalPlugin* thread_locals_ = nullptr;        // owned by the object linking layer
+  DebugRegistrationPlugin* debug_objects_ = nullptr;  // owned by the object linking layer
   llvm::orc::JITDylib* process_symbols_ = nullptr;
   std::mutex mutex_;
   std::unordered_set<LibraryObj*> libraries_;

@@ -68,6 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", settings.MARKER_HELP)
     state = State(settings.session_settings(config))
     config.stash[STATE] = state
+    if state.settings.perf_map:  # read by the native core when the session is created
+        os.environ[settings.PERF_MAP_ENV] = "1"
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
     try:

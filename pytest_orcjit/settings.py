@@ -74,6 +74,12 @@ HELP_LIBS = (
     "linking: names found as -lNAME finds them (gomp, omp, m) or paths (default: none; "
     "-fopenmp in the flags loads the compiler's OpenMP runtime by itself)"
 )
+HELP_PERF_MAP = (
+    "write /tmp/perf-<pid>.map, which names JIT functions in perf report, in the pytest process "
+    "and each forked child (sets PYTEST_ORCJIT_PERF_MAP=1; default: off)"
+)
+PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
+"""Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
     "isolation=None): the test's library holds exactly these sources (relative to the test "
@@ -119,6 +125,7 @@ OPTIONS = (
     ("nvcc_flags", HELP_NVCC_FLAGS, "args"),
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
+    ("perf_map", HELP_PERF_MAP, "bool"),
 )
 
 
@@ -131,6 +138,9 @@ def addoptions(parser: pytest.Parser) -> None:
             metavar = "GLOB" if name == "sources" else "NAME"
             group.addoption(flag, dest=f"orcjit_{name}", nargs="+", action="extend",
                             metavar=metavar, help=text)  # fmt: skip
+        elif ini_type == "bool":
+            group.addoption(flag, dest=f"orcjit_{name}", action="store_true", default=None,
+                            help=text)  # fmt: skip
         elif name in CHOICES:
             group.addoption(flag, dest=f"orcjit_{name}", choices=CHOICES[name], help=text)
         else:
@@ -165,6 +175,7 @@ class SessionSettings:
     nvcc_flags: tuple[str, ...]
     cuda_archs: tuple[str, ...] | None
     cuda_device: int
+    perf_map: bool
 
     @property
     def configured(self) -> bool:
@@ -231,6 +242,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
+        perf_map=bool(pick(config, "perf_map").value),
     )
 
 
