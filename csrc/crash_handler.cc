@@ -119,12 +119,13 @@ void WriteHeader(int fd, int signal, const siginfo_t* info, uintptr_t pc) {
   Line line;
   line.Text(kCrashReportStart).Text(SignalName(signal)).Text(" (");
   uintptr_t address = reinterpret_cast<uintptr_t>(info->si_addr);
-  if (info->si_code <= 0) {
-    if (info->si_pid == getpid()) {
-      line.Text(signal == SIGABRT ? "abort()" : "raised by the process itself");
-    } else {
-      line.Text("sent by pid ").Dec(info->si_pid);
-    }
+  bool sent = info->si_code <= 0;
+  if (signal == SIGTERM) {
+    line.Text("asked to terminate");  // a timeout or Ctrl-C of a forked test, mostly
+  } else if (sent && info->si_pid == getpid()) {
+    line.Text(signal == SIGABRT ? "abort()" : "raised by the process itself");
+  } else if (sent) {
+    line.Text("sent by pid ").Dec(info->si_pid);
   } else if (signal == SIGSEGV) {
     if (info->si_code == SEGV_MAPERR) {
       line.Text("access to unmapped address ").Hex(address);
@@ -144,7 +145,7 @@ void WriteHeader(int fd, int signal, const siginfo_t* info, uintptr_t pc) {
   } else {
     line.Text("code ").Dec(info->si_code);
   }
-  if (pc != 0) line.Text(", at pc ").Hex(pc);
+  if (pc != 0 && !sent) line.Text(", at pc ").Hex(pc);  // a sent signal's pc is in kill()
   line.Text(") in pid ").Dec(getpid()).Text(", thread ").Dec(syscall(SYS_gettid));
   line.WriteTo(fd);
 }
