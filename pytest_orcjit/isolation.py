@@ -224,6 +224,7 @@ class ForkServer:
             try:
                 self._wait(run)
             except KeyboardInterrupt:
+                self._read_messages(run)  # who took the job: its pid is not read until a wake-up
                 if run.pid is None or run.end is not None or run.status is not None:
                     raise
                 run.interrupted = True
@@ -258,9 +259,7 @@ class ForkServer:
                 self._read_statuses()
             # After the statuses: a child that ended wrote all its messages before the server
             # could say so, and they are read here before its end is looked at.
-            while chunk := os.pread(self.messages, 1 << 20, len(run.messages)):
-                run.messages += chunk
-            if run.parse():
+            if self._read_messages(run):
                 return
             if run.pid is not None and run.pid in self.ended:
                 run.status = self.ended.pop(run.pid)  # what it sent in full is parsed
@@ -282,6 +281,12 @@ class ForkServer:
                     kill_signal = signal.SIGKILL
                 else:
                     deadline = None
+
+    def _read_messages(self, run: ChildRun) -> bool:
+        """Read what the child wrote to the messages file since; True once it sent its last."""
+        while chunk := os.pread(self.messages, 1 << 20, len(run.messages)):
+            run.messages += chunk
+        return run.parse()
 
     def _stop_interrupted(self, run: ChildRun) -> None:
         """After Ctrl-C: have the child show where it is (SIGTERM), and wait for it to end.
