@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -344,7 +345,16 @@ void EnsureAltStack() {
 
 }  // namespace
 
+bool CrashReportsEnabled() {
+  static const bool enabled = [] {
+    const char* setting = std::getenv("PYTEST_ORCJIT_CRASH_REPORTS");
+    return setting == nullptr || std::strcmp(setting, "off") != 0;
+  }();
+  return enabled;
+}
+
 void InstallCrashHandler(int fd, bool on_sigterm) {
+  if (!CrashReportsEnabled()) return;
   std::lock_guard<std::mutex> lock(g_install_mutex);
   if (!g_installed.load(std::memory_order_acquire)) {
     // Load the unwinder now: the first _Unwind_Backtrace loads libgcc_s and allocates.

@@ -19,6 +19,10 @@
 // or a Ctrl-C says where it was. The handler is installed for the whole process, on top of what
 // is there (installing again puts it back on top and changes where it writes); it is installed
 // without asking when the first JIT code of the process is linked, writing to fd 2.
+//
+// PYTEST_ORCJIT_CRASH_REPORTS=off in the environment turns it all off, the map of JIT code
+// included (jit_code_map.h): for a process with crash handling of its own, and to measure what
+// it costs (benchmarks/bench_crash_handler.py).
 #ifndef PYTEST_ORCJIT_CRASH_HANDLER_H_
 #define PYTEST_ORCJIT_CRASH_HANDLER_H_
 
@@ -29,6 +33,9 @@ constexpr const char kCrashReportStart[] = "orcjit: signal ";
 
 /// How long the dying process waits for the helper that walks and names its stack.
 constexpr int kHelperSeconds = 5;
+
+/// Whether crash reports are on (PYTEST_ORCJIT_CRASH_REPORTS is not "off"), read once.
+bool CrashReportsEnabled();
 
 /// Installs the handler (see the top of this file), writing to `fd`; also for SIGTERM when
 /// `on_sigterm`. Gives the calling thread an alternate signal stack if it has none.

@@ -166,6 +166,7 @@ bool HasJitCode() { return g_table_count.load(std::memory_order_relaxed) > 0; }
 void JitCodeMapPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr,
                                         llvm::jitlink::LinkGraph& g,
                                         llvm::jitlink::PassConfiguration& config) {
+  if (!CrashReportsEnabled()) return;
   const void* dylib = &mr.getTargetJITDylib();
   // After fixups every symbol has its final address, and the graph is about to be finalized.
   config.PostFixupPasses.push_back([dylib](llvm::jitlink::LinkGraph& graph) {
