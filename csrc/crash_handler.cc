@@ -3,16 +3,19 @@
 #include "crash_handler.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <tvm/ffi/error.h>
 #include <tvm/ffi/reflection/registry.h>
 #include <unistd.h>
 #include <unwind.h>
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -361,7 +364,12 @@ void InstallCrashHandler(int fd, bool on_sigterm) {
     Frames frames;
     _Unwind_Backtrace(CollectFrame, &frames);
   }
-  g_fd.store(fd, std::memory_order_relaxed);
+  // A descriptor of our own: the one given may be closed and its number reused for another file
+  // (pytest's faulthandler closes its own at the end of a session run in-process).
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (own < 0) return;
+  int previous = g_fd.exchange(own, std::memory_order_acq_rel);
+  if (previous != 2) close(previous);
   g_on_sigterm.store(on_sigterm, std::memory_order_relaxed);
   EnsureAltStack();
   struct sigaction ours = {};
@@ -388,6 +396,11 @@ namespace {
 TVM_FFI_STATIC_INIT_BLOCK() {
   namespace refl = tvm::ffi::reflection;
   refl::GlobalDef().def("orcjit.install_crash_handler", [](int64_t fd, bool on_sigterm) {
+    if (fd < 0 || fd > INT32_MAX || fcntl(static_cast<int>(fd), F_GETFD) < 0) {
+      TVM_FFI_THROW(ValueError) << "install_crash_handler: " << fd
+                                << " is not an open file descriptor; pass one that is open for "
+                                << "writing, such as 2 (stderr)";
+    }
     InstallCrashHandler(static_cast<int>(fd), on_sigterm);
   });
 }

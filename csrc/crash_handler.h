@@ -37,8 +37,8 @@ constexpr int kHelperSeconds = 5;
 /// Whether crash reports are on (PYTEST_ORCJIT_CRASH_REPORTS is not "off"), read once.
 bool CrashReportsEnabled();
 
-/// Installs the handler (see the top of this file), writing to `fd`; also for SIGTERM when
-/// `on_sigterm`. Gives the calling thread an alternate signal stack if it has none.
+/// Installs the handler (see the top of this file), writing to a duplicate of `fd`; also for
+/// SIGTERM when `on_sigterm`. Gives the calling thread an alternate signal stack if it has none.
 void InstallCrashHandler(int fd, bool on_sigterm);
 
 /// Installs the handler writing to fd 2 unless it was installed already (the first link).

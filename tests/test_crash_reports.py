@@ -105,6 +105,13 @@ def test_describe_jit_address_refuses_what_is_no_address(bad: object) -> None:
         api.describe_jit_address(bad)  # type: ignore[arg-type]
 
 
+def test_install_crash_handler_refuses_a_closed_descriptor(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "report", os.O_WRONLY | os.O_CREAT)
+    os.close(fd)
+    with pytest.raises(ValueError, match=f"{fd} is not an open file descriptor"):
+        api.install_crash_handler(fd)
+
+
 @pytest.mark.parametrize("debug", DEBUG.values(), ids=DEBUG.keys())
 @pytest.mark.parametrize("export", CRASHES)
 def test_a_process_that_crashes_in_jit_code_says_where(
