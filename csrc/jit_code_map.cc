@@ -161,8 +161,6 @@ bool FindJitFunction(uintptr_t address, JitFunction* found) {
   return false;
 }
 
-bool HasJitCode() { return g_table_count.load(std::memory_order_relaxed) > 0; }
-
 void JitCodeMapPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr,
                                         llvm::jitlink::LinkGraph& g,
                                         llvm::jitlink::PassConfiguration& config) {

@@ -43,9 +43,6 @@ struct JitFunction {
 /// Finds the JIT function that contains `address`. Async-signal-safe; false outside JIT code.
 bool FindJitFunction(uintptr_t address, JitFunction* found);
 
-/// Whether any JIT code is mapped (async-signal-safe).
-bool HasJitCode();
-
 /// Records the functions of each linked graph (see the top of this file); one per session.
 class JitCodeMapPlugin final : public llvm::orc::ObjectLinkingLayer::Plugin {
  public:
