@@ -62,7 +62,8 @@ def run_forked(
     :mod:`pytest_orcjit.forkserver`). Returns whether the child symbolized a
     C++ backtrace (see :mod:`pytest_orcjit.forkserver`). Never raises for what
     happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
-    there end the session here too.
+    there end the session here too; so does Ctrl-C here, once the child showed
+    where it was and its test failed with that.
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
