@@ -1,6 +1,6 @@
 """Run every benchmark figure of pytest-orcjit and print one table.
 
-    python benchmarks/run.py [--quick] [--only load,call,compile,memory,debuginfo,isolation]
+    python benchmarks/run.py [--quick] [--only load,call,compile,memory,debuginfo,isolation,crash]
 
 Figures (each module's docstring says exactly what it measures):
 
@@ -15,8 +15,9 @@ Figures (each module's docstring says exactly what it measures):
 5. ``bench_debuginfo``: figure 1's load of ``-g`` objects (and of objects without
    ``-g``) with GDB JIT registration on against off.
 
-``bench_isolation`` (forking each test), when present, runs last and prints its own
-table. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
+``bench_isolation`` (forking each test) and ``bench_crash_handler`` (what crash
+reports cost a passing test, on against off), when present, run last and print their
+own tables. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
 The machine is shared: CPU times are the figures to trust, wall times are noisy.
 """
 
@@ -34,7 +35,7 @@ import bench_load
 import bench_memory
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "debuginfo", "isolation")
+FIGURES = ("load", "call", "compile", "memory", "debuginfo", "isolation", "crash")
 
 
 def main() -> None:
@@ -62,6 +63,13 @@ def main() -> None:
         command = [sys.executable, str(isolation)]
         if quick:
             command += ["--tests", "100", "--repeat", "1"]
+        subprocess.run(command, check=False)
+    crash = Path(__file__).with_name("bench_crash_handler.py")
+    if "crash" in only and crash.exists():
+        print()
+        command = [sys.executable, str(crash)]
+        if quick:
+            command += ["--loads", "100", "--tests", "100", "--repeat", "1"]
         subprocess.run(command, check=False)
 
 

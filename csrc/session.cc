@@ -16,6 +16,7 @@
 #include "compat.h"
 #include "debug_registration.h"
 #include "eh_frame.h"
+#include "jit_code_map.h"
 #include "library.h"
 #include "perf_map.h"
 #include "plugin.h"
@@ -138,6 +139,7 @@ SessionObj::SessionObj() {
                 debug_objects_ = debug_objects.get();
                 layer->addPlugin(std::move(debug_objects));
                 layer->addPlugin(std::make_unique<PerfMapPlugin>());
+                layer->addPlugin(std::make_unique<JitCodeMapPlugin>());
                 return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
               }))
           .setProcessSymbolsJITDylibSetup(

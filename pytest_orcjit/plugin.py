@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import error_sources, kernel_libraries, pytest_internals, settings
+from . import crash_reports, error_sources, kernel_libraries, pytest_internals, settings
 from .compile_step import (
     MSG_SUMMARY,
     builder,
@@ -121,6 +121,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     resolved = item_settings(item)
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
+        crash_reports.report_crashes_here(item.config)
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
     warm = _prepare_libraries(item, then=_prepare_children(item))
     from . import isolation
@@ -350,6 +351,7 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
 
         state.session = create_session()
         state.generation += 1
+        crash_reports.report_crashes_here(config)  # the core is loaded now
     return state.session
 
 
