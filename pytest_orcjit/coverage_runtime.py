@@ -34,6 +34,8 @@ from .toolchain import Compiler
 FLAGS = ("-fprofile-instr-generate", "-fcoverage-mapping")
 ENV_FILE = "PYTEST_ORCJIT_COVERAGE_FILE"
 ARCHIVE = "libclang_rt.profile-x86_64.a"
+PROFILE_PREFIXES = ("__profc_", "__profd_", "__profbm_", "__profvp_", "__llvm_prf_")
+"""Symbols of an instrumented object's profile sections, made local in each object."""
 
 MSG_NOT_CLANG = (
     "orcjit: --orcjit-coverage needs clang (source-based coverage), but the {kind} compiler "
@@ -201,10 +203,16 @@ class Instrumenter:
         listed = run_tool(
             [self.tools.nm, "--defined-only", "--extern-only", "--format=just-symbols", str(output)]
         )
+        # The profile variables of inline functions are weak: kept global, a library would take
+        # them from the first of its objects that defines them, and the others' records would
+        # point at another object's counters. Local, each object counts its own.
+        own = [
+            name for name in listed.splitlines() if name and not name.startswith(PROFILE_PREFIXES)
+        ]
         keep = Path(f"{output}.keep")
         linked = Path(f"{output}.cov.o")
         try:
-            keep.write_text(listed)
+            keep.write_text("".join(f"{name}\n" for name in own))
             run_tool(
                 [*self.driver, "-r", "-nostdlib", str(output), str(runtime), "-o", str(linked)]
             )
