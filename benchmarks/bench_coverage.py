@@ -1,4 +1,4 @@
-"""Figure 6: what kernel coverage costs: example_project's run time with --orcjit-coverage.
+"""Figure 5: what kernel coverage costs: example_project's run time with --orcjit-coverage.
 
 Works on a copy of ``example_project`` in a temporary directory. Every run is a
 separate ``pytest`` process (``-p no:randomly -p no:xdist``, without the CUDA
@@ -54,7 +54,7 @@ def figures(repeat: int = 3) -> list[Row]:
         for _ in range(repeat):
             for mode, args in modes.items():
                 cold[mode].append(run(project, ["--cache-clear", *args]))
-        for mode, args in modes.items():
+        for args in modes.values():
             run(project, args)  # the mode's objects in the cache
         for _ in range(repeat):
             for mode, args in modes.items():

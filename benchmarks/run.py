@@ -11,7 +11,9 @@ Figures (each module's docstring says exactly what it measures):
 3. ``bench_compile``: cold compile of example_project with 2 jobs against 1, compilers
    started by a warm rerun, plugin start-up against plain pytest;
 4. ``bench_memory``: JIT memory per library, RSS growth over 10,000 load/drop cycles
-   and over 10,000 failing loads of each bad-input kind.
+   and over 10,000 failing loads of each bad-input kind;
+5. ``bench_coverage``: example_project's run time with ``--orcjit-coverage`` against
+   without, warm and cold.
 
 ``bench_isolation`` (forking each test), when present, runs last and prints its own
 table. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
@@ -27,11 +29,12 @@ from pathlib import Path
 
 import bench_call
 import bench_compile
+import bench_coverage
 import bench_load
 import bench_memory
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "isolation")
+FIGURES = ("load", "call", "compile", "memory", "coverage", "isolation")
 
 
 def main() -> None:
@@ -50,6 +53,8 @@ def main() -> None:
         rows += bench_compile.figures(repeat=1 if quick else 3)
     if "memory" in only:
         rows += bench_memory.figures(cycles=500 if quick else 10000)
+    if "coverage" in only:
+        rows += bench_coverage.figures(repeat=1 if quick else 3)
     print_table(rows)
     isolation = Path(__file__).with_name("bench_isolation.py")
     if "isolation" in only and isolation.exists():
