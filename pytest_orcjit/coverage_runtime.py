@@ -154,7 +154,6 @@ class Instrumenter:
         """Raise ValueError if the compilers are not clang or lack the runtime or tools."""
         major = clang_major(builder.cxx, "C++")
         clang_major(builder.cc, "C")
-        self.tools = find_tools(builder.cxx, major)
         self.driver = list(builder.cxx.driver)
         printed = run_tool([*self.driver, f"-print-file-name={ARCHIVE}"]).strip()
         if not os.path.isabs(printed) or not os.path.isfile(printed):
@@ -162,6 +161,7 @@ class Instrumenter:
                 MSG_NO_RUNTIME.format(command=self.driver[0], archive=ARCHIVE, major=major)
             )
         self.archive = Path(printed)
+        self.tools = find_tools(builder.cxx, major)
         stamp = self.archive.stat()
         self.key = hashlib.sha256(
             "\0".join(

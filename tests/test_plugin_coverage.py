@@ -12,13 +12,14 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from plugin_helpers import REAL_CXX, Project, core_available, make_project
 
 from pytest_orcjit.coverage import MSG_BAD_REPORT, MSG_LOST, MSG_TITLE
 from pytest_orcjit.coverage_report import parse_lcov
-from pytest_orcjit.coverage_runtime import MSG_NOT_CLANG
+from pytest_orcjit.coverage_runtime import ARCHIVE, MSG_NO_RUNTIME, MSG_NOT_CLANG
 
 pytestmark = [
     pytest.mark.skipif(not core_available(), reason="native core not built"),
@@ -169,6 +170,26 @@ def test_gcc_is_refused_naming_the_family(project: Project) -> None:
     result = project.pytester.runpytest_subprocess("--orcjit-coverage", f"--orcjit-cxx={gxx}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     message = MSG_NOT_CLANG.format(kind="C++", command=str(gxx), family="gcc")
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def _has_profile_runtime(cxx: str) -> bool:
+    printed = subprocess.run(
+        [cxx, "-print-file-name=libclang_rt.profile-x86_64.a"], capture_output=True, text=True
+    ).stdout.strip()
+    return Path(printed).is_absolute()
+
+
+@pytest.mark.skipif(
+    not shutil.which("clang++-19") or _has_profile_runtime("clang++-19"),
+    reason="needs a clang++-19 without its profile runtime",
+)
+def test_a_clang_without_profile_runtime_is_refused_naming_the_package(project: Project) -> None:
+    result = project.pytester.runpytest_subprocess(
+        "--orcjit-coverage", "--orcjit-cxx=clang++-19", "--orcjit-cc=clang-19"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = MSG_NO_RUNTIME.format(command=shutil.which("clang++-19"), archive=ARCHIVE, major="19")
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
