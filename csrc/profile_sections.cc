@@ -30,8 +30,7 @@ void ProfileSectionsPlugin::modifyPassConfig(llvm::orc::MaterializationResponsib
     for (const char* name : kProfileSections) {
       auto* section = g.findSectionByName(name);
       if (section == nullptr) continue;
-      std::vector<llvm::jitlink::Block*> blocks(section->blocks().begin(),
-                                                section->blocks().end());
+      std::vector<llvm::jitlink::Block*> blocks(section->blocks().begin(), section->blocks().end());
       for (auto* block : blocks) g.addAnonymousSymbol(*block, 0, 0, false, /*IsLive=*/true);
     }
     return llvm::Error::success();

@@ -17,8 +17,8 @@
 #include "eh_frame.h"
 #include "library.h"
 #include "plugin.h"
-#include "profile_sections.h"
 #include "process_symbols.h"
+#include "profile_sections.h"
 
 namespace orcjit {
 

@@ -152,6 +152,7 @@ def _run_directory(config: pytest.Config) -> Path:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         return directory
+    # -p no:cacheprovider: a directory of the run's own, removed at its end (CoveragePlugin).
     return Path(tempfile.mkdtemp(prefix="pytest-orcjit-coverage-"))
 
 
@@ -237,6 +238,8 @@ class CoveragePlugin:
             write(MSG_FAIL_UNDER.format(limit=f"{limit:g}", total=result.total), red=True)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.controller and getattr(config, "cache", None) is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
         if self.previous is None:
             os.environ.pop(ENV_FILE, None)
         else:
