@@ -35,6 +35,21 @@ void ProfileSectionsPlugin::modifyPassConfig(llvm::orc::MaterializationResponsib
     }
     return llvm::Error::success();
   });
+  // After JITLink defined the start and end symbols of the sections the graph has: those of the
+  // profile sections it lacks are null, as a static link makes them, rather than left to ORC's
+  // lookup (which would search the process for them, and take the slow path for the whole graph).
+  config.PostAllocationPasses.push_back([](llvm::jitlink::LinkGraph& g) {
+    std::vector<llvm::jitlink::Symbol*> absent;
+    for (auto* symbol : g.external_symbols()) {
+      llvm::StringRef name = *symbol->getName();
+      if (symbol->isWeaklyReferenced() &&
+          (name.starts_with("__start___llvm_") || name.starts_with("__stop___llvm_"))) {
+        absent.push_back(symbol);
+      }
+    }
+    for (auto* symbol : absent) g.makeAbsolute(*symbol, llvm::orc::ExecutorAddr());
+    return llvm::Error::success();
+  });
 }
 
 }  // namespace orcjit

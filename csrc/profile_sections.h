@@ -8,7 +8,9 @@
 // reaches them. JITLink would strip them. This plugin gives every block of those sections a live
 // anonymous symbol before pruning; JITLink's ELF linker then defines each graph's `__start_` and
 // `__stop_` symbols of a section over that graph's blocks of it, which the profile runtime linked
-// into the same object reads. A graph without such sections pays a few section-name lookups.
+// into the same object reads; those of the profile sections a graph lacks (the runtime refers to
+// all of them, weakly) become null, as in a static link. A graph without profile sections pays a
+// few section-name lookups.
 #ifndef PYTEST_ORCJIT_PROFILE_SECTIONS_H_
 #define PYTEST_ORCJIT_PROFILE_SECTIONS_H_
 

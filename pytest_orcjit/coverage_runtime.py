@@ -11,10 +11,11 @@ objects in one library do not clash. The native core keeps the profile
 sections alive and JITLink defines their ``__start_``/``__stop_`` symbols per
 object (csrc/profile_sections.h).
 
-The helper claims a file ``$PYTEST_ORCJIT_COVERAGE_FILE.<N>.open`` when the
-object's static constructors run and, from its static destructor (when the
-library closes, in a forked child too), writes ``<N>.profraw`` next to it and
-removes the claim. A claim left behind is a test whose counters were lost.
+The helper claims a number N (a file ``$PYTEST_ORCJIT_COVERAGE_FILE.<N>.claim``,
+made exclusively and never removed) and marks it ``<N>.open`` when the
+object's static constructors run; from its static destructor (when the library
+closes, in a forked child too) it writes ``<N>.profraw`` next to them and
+removes the mark. A mark left behind is a test whose counters were lost.
 """
 
 from __future__ import annotations
@@ -65,21 +66,29 @@ HELPER_SOURCE = r"""
 int __llvm_profile_runtime;
 int __llvm_profile_write_file(void);
 void __llvm_profile_set_filename(const char *);
-/* An ELF header without program headers: the runtime writes no binary IDs. */
+/* An ELF header without program headers: the runtime writes no binary IDs. With both defined
+   here, nothing of the runtime is looked up in the process but libc's functions. */
 __attribute__((visibility("hidden"))) const Elf64_Ehdr __ehdr_start = {{0}};
+__attribute__((visibility("hidden"))) Elf64_Dyn _DYNAMIC[1];
 
 static char claimed[4096];
 
 __attribute__((constructor)) static void orcjit_coverage_claim(void) {
   const char *base = getenv("PYTEST_ORCJIT_COVERAGE_FILE");
   if (base == NULL) return;
+  /* <base>.<N>.claim, never removed, makes N this library's for the whole run. */
   for (int i = 0; i < 1000000; ++i) {
-    if (snprintf(claimed, sizeof claimed, "%s.%d.open", base, i) >= (int)sizeof claimed) break;
+    if (snprintf(claimed, sizeof claimed, "%s.%d.claim", base, i) >= (int)sizeof claimed) break;
     int fd = open(claimed, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) continue;
+    close(fd);
+    snprintf(claimed, sizeof claimed, "%s.%d.open", base, i);
+    fd = open(claimed, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
     if (fd >= 0) {
       close(fd);
       return;
     }
+    break;
   }
   claimed[0] = 0;
 }
