@@ -137,7 +137,7 @@ def configure(config: pytest.Config, builder: Callable[[], Builder]) -> None:
     except (ValueError, RuntimeError) as err:
         raise pytest.UsageError(str(err)) from None
     plugin = CoveragePlugin(config, chosen, instrumenter, made.cache.root)
-    made.on_object = plugin.record_object
+    made.on_object = lambda obj: plugin.record_object(instrumenter.mapping_of(obj))
     config.pluginmanager.register(plugin, "orcjit-coverage")
 
 
@@ -173,7 +173,9 @@ class CoveragePlugin:
         self.previous = os.environ.get(ENV_FILE)
 
     def record_object(self, path: Path) -> None:
-        """Note an instrumented object for the report (each process appends its own list)."""
+        """Note an object's coverage mapping for the report (each process appends to its list)."""
+        if not path.is_file():
+            return  # an object of the cache whose mapping is gone: not reported
         listing = self.directory / f"objects-{os.getpid()}.txt"
         with open(listing, "a") as out:
             out.write(f"{path}\n")

@@ -5,7 +5,9 @@ source-based coverage (``-fprofile-instr-generate -fcoverage-mapping``) and
 then, before it enters the object cache, relinked (``clang -r``) with a
 prelinked piece of compiler-rt's ``libclang_rt.profile`` and a small C helper
 (:data:`HELPER_SOURCE`); every global symbol but the kernel's own is then made
-local (``llvm-objcopy --keep-global-symbols``). So each object has its own
+local (``llvm-objcopy --keep-global-symbols``); its coverage mapping moves to a
+file of its own in the cache, named after the object's content, which is what
+llvm-cov reads. So each object has its own
 runtime, counters and writer, whatever library it is loaded into, and two such
 objects in one library do not clash. The native core keeps the profile
 sections alive and JITLink defines their ``__start_``/``__stop_`` symbols per
@@ -35,6 +37,7 @@ from .toolchain import Compiler
 FLAGS = ("-fprofile-instr-generate", "-fcoverage-mapping")
 ENV_FILE = "PYTEST_ORCJIT_COVERAGE_FILE"
 ARCHIVE = "libclang_rt.profile-x86_64.a"
+MAPPING_SECTIONS = ("__llvm_covfun", "__llvm_covmap")
 PROFILE_PREFIXES = ("__profc_", "__profd_", "__profbm_", "__profvp_", "__llvm_prf_")
 """Symbols of an instrumented object's profile sections, made local in each object."""
 
@@ -183,10 +186,11 @@ class Instrumenter:
                 ]
             ).encode()
         ).hexdigest()[:20]
-        self.runtime = builder.cache.root / f"coverage-runtime-{self.key}.o"
+        self.cache = builder.cache.root
+        self.runtime = self.cache / f"coverage-runtime-{self.key}.o"
         builder.base += FLAGS
         builder.post_compile = self.link_runtime
-        builder.post_compile_key = f"coverage-runtime-{self.key}"
+        builder.post_compile_key = f"coverage-runtime-{self.key}-mapping-apart"
 
     def _prelinked_runtime(self) -> Path:
         """The helper linked with the archive members it needs, made once per cache."""
@@ -228,6 +232,26 @@ class Instrumenter:
             run_tool(
                 [self.tools.objcopy, f"--keep-global-symbols={keep}", str(linked), str(output)]
             )
+            # The coverage mapping is for llvm-cov only: it goes into a file of its own, named
+            # after the object's content, and out of the object the JIT links (a third less work).
+            sections = [f"--only-section={name}" for name in MAPPING_SECTIONS[:2]]
+            run_tool(
+                [
+                    self.tools.objcopy,
+                    *sections,
+                    "--only-section=__llvm_prf_names",
+                    str(output),
+                    str(linked),
+                ]
+            )
+            removed = [f"--remove-section={name}" for name in MAPPING_SECTIONS[:2]]
+            run_tool([self.tools.objcopy, *removed, str(output)])
+            os.replace(linked, self.mapping_of(output))
         finally:
             keep.unlink(missing_ok=True)
             linked.unlink(missing_ok=True)
+
+    def mapping_of(self, obj: Path) -> Path:
+        """The coverage mapping of the object at ``obj`` (llvm-cov reads it, not the object)."""
+        digest = hashlib.sha256(obj.read_bytes()).hexdigest()
+        return self.cache / f"coverage-map-{digest}.o"
