@@ -1,6 +1,6 @@
 """Run every benchmark figure of pytest-orcjit and print one table.
 
-    python benchmarks/run.py [--quick] [--only load,call,compile,memory,debuginfo,isolation,crash]
+    python benchmarks/run.py [--quick] [--only load,call,...]
 
 Figures (each module's docstring says exactly what it measures):
 
@@ -13,7 +13,9 @@ Figures (each module's docstring says exactly what it measures):
 4. ``bench_memory``: JIT memory per library, RSS growth over 10,000 load/drop cycles
    and over 10,000 failing loads of each bad-input kind;
 5. ``bench_debuginfo``: figure 1's load of ``-g`` objects (and of objects without
-   ``-g``) with GDB JIT registration on against off.
+   ``-g``) with GDB JIT registration on against off;
+6. ``bench_coverage``: example_project's run time with ``--orcjit-coverage`` against
+   without, warm and cold.
 
 ``bench_isolation`` (forking each test) and ``bench_crash_handler`` (what crash
 reports cost a passing test, on against off), when present, run last and print their
@@ -30,12 +32,13 @@ from pathlib import Path
 
 import bench_call
 import bench_compile
+import bench_coverage
 import bench_debuginfo
 import bench_load
 import bench_memory
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "debuginfo", "isolation", "crash")
+FIGURES = ("load", "call", "compile", "memory", "debuginfo", "coverage", "isolation", "crash")
 
 
 def main() -> None:
@@ -56,6 +59,8 @@ def main() -> None:
         rows += bench_memory.figures(cycles=500 if quick else 10000)
     if "debuginfo" in only:
         rows += bench_debuginfo.figures(loads=100 if quick else 300, repeat=2 if quick else 4)
+    if "coverage" in only:
+        rows += bench_coverage.figures(repeat=1 if quick else 3)
     print_table(rows)
     isolation = Path(__file__).with_name("bench_isolation.py")
     if "isolation" in only and isolation.exists():

@@ -21,6 +21,7 @@
 #include "perf_map.h"
 #include "plugin.h"
 #include "process_symbols.h"
+#include "profile_sections.h"
 
 namespace orcjit {
 
@@ -124,6 +125,7 @@ SessionObj::SessionObj() {
                 layer->addPlugin(std::move(*eh_frames));
                 layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
                 layer->addPlugin(std::make_unique<FailureAttributionPlugin>());
+                layer->addPlugin(std::make_unique<ProfileSectionsPlugin>());
                 // Before the binding plugin: it fills TLS entries before that applies fixups.
                 auto thread_locals = std::make_unique<ThreadLocalPlugin>(process_symbol_cache_);
                 thread_locals_ = thread_locals.get();

@@ -6,7 +6,8 @@
 //     job from the linked sections instead, with no code generation on the load path;
 //   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
 //     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames), the
-//     initializer plugin, the thread-local storage plugin (tls_plugin.h) and the process binding
+//     initializer plugin, the thread-local storage plugin (tls_plugin.h), the profile-sections
+//     plugin (profile_sections.h: kernels compiled for coverage) and the process binding
 //     plugin (process_symbols.h), plus the debugger and profiler plugins (debug_registration.h,
 //     perf_map.h); the binding plugin binds a graph's references to the process and to its
 //     library's `__dso_handle` before ORC's lookup;

@@ -18,7 +18,7 @@ import shlex
 import subprocess
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -192,6 +192,12 @@ class Builder:
         """C++ command fronts (compiler, -std, flags) that two sources of a batch share."""
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
+        self.post_compile: Callable[[Unit, Path], None] | None = None
+        """Runs on each C/C++ object just compiled, before it enters the cache (coverage.py)."""
+        self.post_compile_key = ""
+        """What ``post_compile`` does, in every cache key: its objects are cached apart."""
+        self.on_object: Callable[[Path], None] | None = None
+        """Told of every object compiled or reused (coverage.py lists them for its report)."""
 
     def compile(self, source: str | os.PathLike[str], flags: Sequence[str] = ()) -> Path:
         """Compile one source (cached) and return the object path; raise CompileError."""
@@ -274,6 +280,9 @@ class Builder:
 
     def _count(self, outcomes: dict[Unit, Outcome]) -> None:
         for unit, outcome in outcomes.items():
+            instrumented = language_of(unit.source) in ("c", "c++")
+            if self.on_object is not None and outcome.object is not None and instrumented:
+                self.on_object(outcome.object)
             if outcome.error is not None:
                 self.stats.failed.add(shlex.join([str(unit.source), *unit.flags]))
             elif outcome.built:
@@ -290,6 +299,8 @@ class Builder:
         except CompilerNotFound as err:
             return Outcome(error=CompileError(unit.source, [], str(err)))
         key = [*self.command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
+        if self.post_compile_key and language in ("c", "c++"):
+            key.append(self.post_compile_key)
         try:
             entry = self.cache.get(key, lambda out: self._compile_to(unit, out))
         except CompileError as err:
@@ -305,6 +316,8 @@ class Builder:
             raise CompileError(unit.source, argv, str(err)) from err
         if done.returncode != 0:
             raise CompileError(unit.source, argv, (done.stdout + done.stderr).strip())
+        if self.post_compile is not None and language_of(unit.source) in ("c", "c++"):
+            self.post_compile(unit, output)
         return parse_depfile(Path(f"{output}.d").read_text())
 
 

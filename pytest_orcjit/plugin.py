@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import crash_reports, error_sources, kernel_libraries, pytest_internals, settings
+from . import coverage, crash_reports, error_sources, kernel_libraries, pytest_internals, settings
 from .compile_step import (
     MSG_SUMMARY,
     builder,
@@ -62,6 +62,7 @@ MSG_NO_SOURCES = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     settings.addoptions(parser)
+    coverage.addoptions(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[settings.PERF_MAP_ENV] = "1"
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
+    coverage.configure(config, functools.partial(builder, config))  # if --orcjit-coverage
     try:
         kernel_libraries.check(state.settings.libs, cxx_command(config))
     except ValueError as err:
