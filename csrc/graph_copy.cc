@@ -26,6 +26,16 @@ constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
   return begin >= low && begin + content.size() <= low + bytes.size();
 }
 
+/// Whether a link may look up the section `name` when it has no blocks: a section whose name is a
+/// C identifier gets `__start_`/`__stop_` symbols, and names starting with '$' are JITLink's (its
+/// GOT) and ours. Dead-stripping empties the sections of the inline functions that earlier objects
+/// of the library define (at -O0, most of an object's thousand sections); a prepared copy leaves
+/// those out, and every pass of every later link has that many fewer sections to walk.
+bool MayBeNamed(llvm::StringRef name) {
+  if (name.empty() || name.front() == '$') return true;
+  return llvm::all_of(name, [](char c) { return llvm::isAlnum(c) || c == '_'; });
+}
+
 /// A copy of `graph`. A prepared copy (`object_bytes` given: the bytes of the graph's object file,
 /// which outlive the copy) owns its section names and the contents that are not in those bytes
 /// (the graph it copies is being linked, and what that allocated goes away with it), and renames
@@ -63,6 +73,7 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
   }
   for (auto& section : graph.sections()) {
     llvm::StringRef name = section.getName();
+    if (prepare && section.empty() && !MayBeNamed(name)) continue;
     if (prepare) {
       auto owned = copy->allocateContent(
           llvm::Twine(name == kEHFrame ? llvm::StringRef(kPreparedEHFrame) : name));
