@@ -35,9 +35,25 @@
 
 namespace orcjit {
 
-/// A copy of `graph`, which must not have been linked, or be a prepared graph. Only graphs from
-/// compat::parseGraph are copied (LLVM 22 and newer).
+/// A copy of `graph`, which must not have been linked. Only graphs from compat::parseGraph are
+/// copied (LLVM 22 and newer).
 std::unique_ptr<llvm::jitlink::LinkGraph> CopyGraph(llvm::jitlink::LinkGraph& graph);
+
+/// A prepared graph and the plan of its copies: its blocks, symbols and edges in flat arrays that
+/// refer to each other by index, made once, so that a copy is made without the two hash maps (from
+/// each symbol and block of the graph to its copy) that copying an arbitrary graph needs.
+class PreparedGraph {
+ public:
+  explicit PreparedGraph(std::unique_ptr<llvm::jitlink::LinkGraph> graph);
+  ~PreparedGraph();
+  /// A copy to link (the prepared graph itself is never linked).
+  std::unique_ptr<llvm::jitlink::LinkGraph> Copy() const;
+
+ private:
+  struct Plan;
+  std::unique_ptr<llvm::jitlink::LinkGraph> graph_;
+  std::unique_ptr<const Plan> plan_;
+};
 
 /// The prepared graphs of one object, by the weak definitions its library already had (which the
 /// object then takes from the library rather than defining them).
@@ -51,16 +67,16 @@ class PreparedGraphs {
   explicit PreparedGraphs(llvm::StringRef object_bytes) : object_bytes_(object_bytes) {}
   llvm::StringRef object_bytes() const { return object_bytes_; }
 
-  std::shared_ptr<llvm::jitlink::LinkGraph> Find(const Key& key) const;
+  std::shared_ptr<const PreparedGraph> Find(const Key& key) const;
   /// Keeps `graph` for `key` unless a graph is kept for it already (two libraries may prepare the
   /// same object at once) or as many as kMaxGraphs are kept.
-  void Insert(Key key, std::shared_ptr<llvm::jitlink::LinkGraph> graph);
+  void Insert(Key key, std::shared_ptr<const PreparedGraph> graph);
 
  private:
   static constexpr size_t kMaxGraphs = 8;
   const llvm::StringRef object_bytes_;
   mutable std::mutex mutex_;
-  std::map<Key, std::shared_ptr<llvm::jitlink::LinkGraph>> graphs_;
+  std::map<Key, std::shared_ptr<const PreparedGraph>> graphs_;
 };
 
 /// The ObjectLinkingLayer plugin that prepares graphs and links prepared ones; see the top of this
