@@ -4,8 +4,9 @@
 
 Figures (each module's docstring says exactly what it measures):
 
-1. ``bench_load``: load + first call + drop of a four-object library, median thread
-   CPU time and wall time, against apache-tvm-ffi-orcjit, each in its own process;
+1. ``bench_load``: load + first call + drop of a four-object library and of
+   example_project's five -O0 objects, median thread CPU time and wall time, against
+   apache-tvm-ffi-orcjit, each in its own process;
 2. ``bench_call``: calling a JIT-loaded function against the same function from a
    shared library loaded by ``tvm_ffi.load_module``;
 3. ``bench_compile``: cold compile of example_project with 2 jobs against 1, compilers

@@ -26,6 +26,16 @@ constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
   return begin >= low && begin + content.size() <= low + bytes.size();
 }
 
+/// Whether a link may look up the section `name` when it has no blocks: a section whose name is a
+/// C identifier gets `__start_`/`__stop_` symbols, and names starting with '$' are JITLink's (its
+/// GOT) and ours. Dead-stripping empties the sections of the inline functions that earlier objects
+/// of the library define (at -O0, most of an object's thousand sections); a prepared copy leaves
+/// those out, and every pass of every later link has that many fewer sections to walk.
+bool MayBeNamed(llvm::StringRef name) {
+  if (name.empty() || name.front() == '$') return true;
+  return llvm::all_of(name, [](char c) { return llvm::isAlnum(c) || c == '_'; });
+}
+
 /// A copy of `graph`. A prepared copy (`object_bytes` given: the bytes of the graph's object file,
 /// which outlive the copy) owns its section names and the contents that are not in those bytes
 /// (the graph it copies is being linked, and what that allocated goes away with it), and renames
@@ -63,6 +73,7 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
   }
   for (auto& section : graph.sections()) {
     llvm::StringRef name = section.getName();
+    if (prepare && section.empty() && !MayBeNamed(name)) continue;
     if (prepare) {
       auto owned = copy->allocateContent(
           llvm::Twine(name == kEHFrame ? llvm::StringRef(kPreparedEHFrame) : name));
@@ -123,13 +134,136 @@ llvm::Error RestoreEHFrame(LinkGraph& graph) {
 
 std::unique_ptr<LinkGraph> CopyGraph(LinkGraph& graph) { return Copy(graph, std::nullopt); }
 
-std::shared_ptr<LinkGraph> PreparedGraphs::Find(const Key& key) const {
+#if ORCJIT_COPY_LINK_GRAPHS
+struct PreparedGraph::Plan {
+  struct Section {
+    llvm::jitlink::Section* section;
+    uint32_t blocks_end, symbols_end;  // one past its last block and symbol
+  };
+  struct Block {
+    const llvm::jitlink::Block* block;
+    uint32_t edges_end;  // one past its last edge
+  };
+  struct Edge {
+    llvm::jitlink::Edge::Kind kind;
+    llvm::jitlink::Edge::OffsetT offset;
+    uint32_t target;  // index in `symbols`
+    llvm::jitlink::Edge::AddendT addend;
+  };
+  std::vector<Section> sections;
+  std::vector<Block> blocks;
+  /// External, then absolute, then defined symbols, section by section.
+  std::vector<const Symbol*> symbols;
+  /// For each symbol, the index in `blocks` of its block (defined symbols only).
+  std::vector<uint32_t> symbol_blocks;
+  uint32_t externals_end = 0, absolutes_end = 0;
+  std::vector<Edge> edges;
+};
+
+PreparedGraph::PreparedGraph(std::unique_ptr<LinkGraph> graph)
+    : graph_(std::move(graph)), plan_([this] {
+        auto plan = std::make_unique<Plan>();
+        llvm::DenseMap<const Symbol*, uint32_t> symbol_index;
+        llvm::DenseMap<const Block*, uint32_t> block_index;
+        auto add = [&](const Symbol* symbol) {
+          symbol_index[symbol] = uint32_t(plan->symbols.size());
+          plan->symbols.push_back(symbol);
+          plan->symbol_blocks.push_back(symbol->isDefined() ? block_index.at(&symbol->getBlock())
+                                                            : 0);
+        };
+        for (Symbol* symbol : graph_->external_symbols()) add(symbol);
+        plan->externals_end = uint32_t(plan->symbols.size());
+        for (Symbol* symbol : graph_->absolute_symbols()) add(symbol);
+        plan->absolutes_end = uint32_t(plan->symbols.size());
+        for (auto& section : graph_->sections()) {
+          for (Block* block : section.blocks()) {
+            block_index[block] = uint32_t(plan->blocks.size());
+            plan->blocks.push_back({block, 0});
+          }
+          for (Symbol* symbol : section.symbols()) add(symbol);
+          plan->sections.push_back(
+              {&section, uint32_t(plan->blocks.size()), uint32_t(plan->symbols.size())});
+        }
+        for (auto& block : plan->blocks) {
+          for (const auto& edge : block.block->edges()) {
+            plan->edges.push_back({edge.getKind(), edge.getOffset(),
+                                   symbol_index.at(&edge.getTarget()), edge.getAddend()});
+          }
+          block.edges_end = uint32_t(plan->edges.size());
+        }
+        return plan;
+      }()) {}
+
+std::unique_ptr<LinkGraph> PreparedGraph::Copy() const {
+  const Plan& plan = *plan_;
+  auto copy = std::make_unique<LinkGraph>(graph_->getName(), graph_->getSymbolStringPool(),
+                                          graph_->getTargetTriple(), graph_->getFeatures(),
+                                          llvm::jitlink::x86_64::getEdgeKindName);
+  std::vector<Symbol*> symbols(plan.symbols.size());
+  std::vector<Block*> blocks(plan.blocks.size());
+  uint32_t s = 0, b = 0;
+  for (; s < plan.externals_end; ++s) {
+    const Symbol* symbol = plan.symbols[s];
+    symbols[s] = &copy->addExternalSymbol(symbol->getName(), symbol->getSize(),
+                                          symbol->isWeaklyReferenced());
+    symbols[s]->setLinkage(symbol->getLinkage());
+  }
+  for (; s < plan.absolutes_end; ++s) {
+    const Symbol* symbol = plan.symbols[s];
+    symbols[s] =
+        &copy->addAbsoluteSymbol(symbol->getName(), symbol->getAddress(), symbol->getSize(),
+                                 symbol->getLinkage(), symbol->getScope(), symbol->isLive());
+  }
+  for (const Plan::Section& planned : plan.sections) {
+    const llvm::jitlink::Section& section = *planned.section;
+    auto& section_copy = copy->createSection(section.getName(), section.getMemProt());
+    section_copy.setOrdinal(section.getOrdinal());
+    section_copy.setMemLifetime(section.getMemLifetime());
+    for (; b < planned.blocks_end; ++b) {
+      const Block* block = plan.blocks[b].block;
+      blocks[b] =
+          block->isZeroFill()
+              ? &copy->createZeroFillBlock(section_copy, block->getSize(), block->getAddress(),
+                                           block->getAlignment(), block->getAlignmentOffset())
+              : &copy->createContentBlock(section_copy, block->getContent(), block->getAddress(),
+                                          block->getAlignment(), block->getAlignmentOffset());
+    }
+    for (; s < planned.symbols_end; ++s) {
+      const Symbol* symbol = plan.symbols[s];
+      Block& block_copy = *blocks[plan.symbol_blocks[s]];
+      symbols[s] =
+          symbol->hasName()
+              ? &copy->addDefinedSymbol(block_copy, symbol->getOffset(), symbol->getName(),
+                                        symbol->getSize(), symbol->getLinkage(), symbol->getScope(),
+                                        symbol->isCallable(), symbol->isLive())
+              : &copy->addAnonymousSymbol(block_copy, symbol->getOffset(), symbol->getSize(),
+                                          symbol->isCallable(), symbol->isLive());
+    }
+  }
+  uint32_t e = 0;
+  for (b = 0; b < plan.blocks.size(); ++b) {
+    for (; e < plan.blocks[b].edges_end; ++e) {
+      const Plan::Edge& edge = plan.edges[e];
+      blocks[b]->addEdge(edge.kind, edge.offset, *symbols[edge.target], edge.addend);
+    }
+  }
+  return copy;
+}
+#else
+struct PreparedGraph::Plan {};
+PreparedGraph::PreparedGraph(std::unique_ptr<LinkGraph> graph) : graph_(std::move(graph)) {}
+std::unique_ptr<LinkGraph> PreparedGraph::Copy() const { return nullptr; }  // never prepared
+#endif
+
+PreparedGraph::~PreparedGraph() = default;
+
+std::shared_ptr<const PreparedGraph> PreparedGraphs::Find(const Key& key) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = graphs_.find(key);
   return it == graphs_.end() ? nullptr : it->second;
 }
 
-void PreparedGraphs::Insert(Key key, std::shared_ptr<LinkGraph> graph) {
+void PreparedGraphs::Insert(Key key, std::shared_ptr<const PreparedGraph> graph) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (graphs_.size() < kMaxGraphs) graphs_.try_emplace(std::move(key), std::move(graph));
 }
@@ -165,7 +299,8 @@ void GraphPreparationPlugin::modifyPassConfig(llvm::orc::MaterializationResponsi
     expected_.erase(it);
   }
   config.PostPrunePasses.push_back([expected = std::move(*expected)](LinkGraph& graph) {
-    expected.store->Insert(expected.key, Copy(graph, expected.store->object_bytes()));
+    expected.store->Insert(expected.key, std::make_shared<const PreparedGraph>(
+                                             Copy(graph, expected.store->object_bytes())));
     return llvm::Error::success();
   });
 }

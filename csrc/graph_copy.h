@@ -16,6 +16,9 @@
 // right after that (after the post-prune passes of the plugins before it), and the next library
 // that links the same object, with the same weak definitions taken from earlier objects, links a
 // copy of that prepared graph: the passes that already ran find nothing left to do. The prepared
+// graph leaves out the sections that dead-stripping emptied (at -O0, the hundreds of inline
+// functions an earlier object of the library defines) and keeps a flat plan of its copies, so that
+// a copy costs one pass over its blocks, symbols and edges. The prepared
 // graph names its .eh_frame section otherwise, so that JITLink's .eh_frame passes, which would
 // parse every record again, skip it; a pre-prune pass of the plugin gives the section its name
 // back before anything else looks at it.
@@ -35,9 +38,25 @@
 
 namespace orcjit {
 
-/// A copy of `graph`, which must not have been linked, or be a prepared graph. Only graphs from
-/// compat::parseGraph are copied (LLVM 22 and newer).
+/// A copy of `graph`, which must not have been linked. Only graphs from compat::parseGraph are
+/// copied (LLVM 22 and newer).
 std::unique_ptr<llvm::jitlink::LinkGraph> CopyGraph(llvm::jitlink::LinkGraph& graph);
+
+/// A prepared graph and the plan of its copies: its blocks, symbols and edges in flat arrays that
+/// refer to each other by index, made once, so that a copy is made without the two hash maps (from
+/// each symbol and block of the graph to its copy) that copying an arbitrary graph needs.
+class PreparedGraph {
+ public:
+  explicit PreparedGraph(std::unique_ptr<llvm::jitlink::LinkGraph> graph);
+  ~PreparedGraph();
+  /// A copy to link (the prepared graph itself is never linked).
+  std::unique_ptr<llvm::jitlink::LinkGraph> Copy() const;
+
+ private:
+  struct Plan;
+  std::unique_ptr<llvm::jitlink::LinkGraph> graph_;
+  std::unique_ptr<const Plan> plan_;
+};
 
 /// The prepared graphs of one object, by the weak definitions its library already had (which the
 /// object then takes from the library rather than defining them).
@@ -51,16 +70,16 @@ class PreparedGraphs {
   explicit PreparedGraphs(llvm::StringRef object_bytes) : object_bytes_(object_bytes) {}
   llvm::StringRef object_bytes() const { return object_bytes_; }
 
-  std::shared_ptr<llvm::jitlink::LinkGraph> Find(const Key& key) const;
+  std::shared_ptr<const PreparedGraph> Find(const Key& key) const;
   /// Keeps `graph` for `key` unless a graph is kept for it already (two libraries may prepare the
   /// same object at once) or as many as kMaxGraphs are kept.
-  void Insert(Key key, std::shared_ptr<llvm::jitlink::LinkGraph> graph);
+  void Insert(Key key, std::shared_ptr<const PreparedGraph> graph);
 
  private:
   static constexpr size_t kMaxGraphs = 8;
   const llvm::StringRef object_bytes_;
   mutable std::mutex mutex_;
-  std::map<Key, std::shared_ptr<llvm::jitlink::LinkGraph>> graphs_;
+  std::map<Key, std::shared_ptr<const PreparedGraph>> graphs_;
 };
 
 /// The ObjectLinkingLayer plugin that prepares graphs and links prepared ones; see the top of this

@@ -238,8 +238,8 @@ void LibraryObj::AddObject(std::unique_ptr<llvm::MemoryBuffer> buffer,
     // which linking then prepares (graph_copy.h).
     PreparedGraphs::Key key(discarded.begin(), discarded.end());
     llvm::sort(key);
-    std::shared_ptr<llvm::jitlink::LinkGraph> prepared = cached->prepared->Find(key);
-    auto copy = CopyGraph(prepared ? *prepared : *cached->graph);
+    std::shared_ptr<const PreparedGraph> prepared = cached->prepared->Find(key);
+    auto copy = prepared ? prepared->Copy() : CopyGraph(*cached->graph);
     if (!prepared) {
       session_->preparation().Expect(dylib_, copy.get(), cached->prepared, std::move(key));
     }

@@ -1,12 +1,12 @@
 // Validation of an object file before JITLink sees it (see object_check.h). The checker reads the
 // ELF file field by field with unaligned little-endian loads and checks every offset, size and
-// index that JITLink's ELFLinkGraphBuilder and x86-64 backend later trust: the ELF header, the
-// section header table, string tables, the symbol table (and its extended index table),
-// relocation sections (offsets inside their target section, symbol indices, types the backend
-// knows (relocation_table.h), no byte patched by two relocations), section groups, the record
-// chain and CIE fields of .eh_frame (eh_frame_check.h), and the sizes of init/fini arrays. All
-// arithmetic on file values is overflow-safe; nothing is read unless it was shown to lie inside the
-// buffer. The first problem found is reported; the rest is not looked at.
+// index that JITLink's ELFLinkGraphBuilder and x86-64 backend later trust: the ELF header
+// (elf_header_check.h), the section header table, string tables, the symbol table (and its extended
+// index table), relocation sections (offsets inside their target section, symbol indices, types the
+// backend knows (relocation_table.h), no byte patched by two relocations), section groups, the
+// record chain and CIE fields of .eh_frame (eh_frame_check.h), and the sizes of init/fini arrays.
+// All arithmetic on file values is overflow-safe; nothing is read unless it was shown to lie inside
+// the buffer. The first problem found is reported; the rest is not looked at.
 #include "object_check.h"
 
 #include <llvm/ADT/StringRef.h>
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "eh_frame_check.h"
+#include "elf_header_check.h"
 #include "relocation_table.h"
 
 namespace orcjit {
@@ -71,7 +72,7 @@ class ObjectChecker {
         name_(name) {}
 
   Error Run() {
-    if (Error err = CheckHeader()) return err;
+    if (Error err = CheckElfHeader(data_, file_size_, name_)) return err;
     if (Error err = ReadSectionTable()) return err;
     if (Error err = CheckSections()) return err;
     if (Error err = CheckSymbolTable()) return err;
@@ -119,72 +120,6 @@ class ObjectChecker {
     StringRef symbol_name = StringAt(str_tab_, name_offset);
     if (!symbol_name.empty()) text += " ('" + symbol_name.str() + "')";
     return text;
-  }
-
-  Error CheckHeader() {
-    if (file_size_ == 0) return Fail("is empty");
-    if (file_size_ >= 8 && std::memcmp(data_, "!<arch>\n", 8) == 0)
-      return Fail(
-          "is a static library (ar archive), not a relocatable object: pass the .o files "
-          "it contains ('ar x' extracts them)");
-    if (file_size_ < 4 || std::memcmp(data_, ELF::ElfMagic, 4) != 0)
-      return Fail("is not an ELF object file (no ELF magic)");
-    // e_type and e_machine sit at the same place in 32- and 64-bit headers; read them first so
-    // that a shared library or an object for another machine gets the message that helps.
-    if (file_size_ < 20)
-      return Corrupt("the ELF header is cut off after " + Twine(file_size_) + " bytes");
-    uint8_t elf_class = Read8(ELF::EI_CLASS);
-    uint8_t encoding = Read8(ELF::EI_DATA);
-    if (encoding == ELF::ELFDATA2MSB)
-      return Fail(
-          "is a big-endian ELF file, but this JIT links little-endian x86-64 objects: "
-          "compile for the host");
-    if (encoding != ELF::ELFDATA2LSB)
-      return Corrupt("unknown data encoding " + Twine(unsigned(encoding)) + " in the ELF header");
-    uint16_t type = Read16(offsetof(ELF::Elf64_Ehdr, e_type));
-    uint16_t machine = Read16(offsetof(ELF::Elf64_Ehdr, e_machine));
-    if (type == ELF::ET_DYN)
-      return Fail(
-          "is a shared library (ELF type ET_DYN), not a relocatable object: pass the .o "
-          "that 'clang++ -c -fPIC' produces");
-    if (type == ELF::ET_EXEC)
-      return Fail(
-          "is an executable (ELF type ET_EXEC), not a relocatable object: pass the .o "
-          "that 'clang++ -c -fPIC' produces");
-    if (type == ELF::ET_CORE)
-      return Fail(
-          "is a core dump (ELF type ET_CORE), not a relocatable object: pass the .o "
-          "that 'clang++ -c -fPIC' produces");
-    if (type != ELF::ET_REL)
-      return Corrupt("unknown ELF type " + Twine(type) + " (a relocatable object has ET_REL)");
-    if (machine == ELF::EM_386)
-      return Fail(
-          "is a 32-bit x86 (i386) object, but this JIT links x86-64 objects: compile "
-          "without -m32");
-    if (machine != ELF::EM_X86_64) {
-      StringRef arch = ELF::convertEMachineToArchName(machine);
-      std::string what =
-          arch.empty() || arch == "None" ? "machine " + std::to_string(machine) : arch.str();
-      return Fail("is an object for " + what +
-                  ", but this JIT links x86-64 objects: compile for the host");
-    }
-    if (elf_class == ELF::ELFCLASS32)
-      return Fail(
-          "is a 32-bit ELF object (x32 ABI), but this JIT links 64-bit x86-64 objects: "
-          "compile without -mx32");
-    if (elf_class != ELF::ELFCLASS64)
-      return Corrupt("unknown ELF class " + Twine(unsigned(elf_class)) + " in the ELF header");
-    if (file_size_ < sizeof(ELF::Elf64_Ehdr))
-      return Corrupt("the ELF header is cut off after " + Twine(file_size_) + " bytes (it has " +
-                     Twine(sizeof(ELF::Elf64_Ehdr)) + ")");
-    if (Read8(ELF::EI_VERSION) != ELF::EV_CURRENT ||
-        Read32(offsetof(ELF::Elf64_Ehdr, e_version)) != ELF::EV_CURRENT)
-      return Corrupt("unknown ELF version in the ELF header");
-    uint16_t eh_size = Read16(offsetof(ELF::Elf64_Ehdr, e_ehsize));
-    if (eh_size != sizeof(ELF::Elf64_Ehdr))
-      return Corrupt("the ELF header says it is " + Twine(eh_size) + " bytes long, not " +
-                     Twine(sizeof(ELF::Elf64_Ehdr)));
-    return Error::success();
   }
 
   void ReadSection(uint64_t offset, Section& section) const {
