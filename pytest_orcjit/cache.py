@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,12 +54,27 @@ class Entry:
     notes: list[str] = field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's content."""
+_HASHES: dict[tuple[str, int, int, int, int, int], str] = {}
+"""sha256 of files by path and stat (size, times, inode), for the files not changed lately."""
+
+RACY_NS = 2_000_000_000
+"""A file changed less than this long ago may change again within its timestamps' granularity
+without them moving: its hash is not remembered."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's content (each file hashed once per process, while unchanged)."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    known = _HASHES.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open(path, "rb") as stream:  # changed after the stat: remembered under the old one
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
+        _HASHES[key] = digest.hexdigest()
     return digest.hexdigest()
 
 
@@ -138,7 +154,7 @@ class ObjectCache:
         """
         try:
             deps = json.loads((self.root / f"{manifest_key}.manifest").read_text())["deps"]
-            object_key = _object_key(manifest_key, [Path(dep) for dep in deps])
+            object_key = _object_key(manifest_key, deps)
         except (OSError, ValueError, KeyError, TypeError):
             return None  # no manifest yet, or a file it lists is gone
         obj = self.root / f"{object_key}.o"
@@ -185,10 +201,12 @@ class ObjectCache:
             raise
 
 
-def _object_key(manifest_key: str, deps: Sequence[Path]) -> str:
+def _object_key(manifest_key: str, deps: Sequence[str | Path]) -> str:
     """Hash the manifest key with the path and current content of every dependency."""
     parts = [manifest_key]
     for dep in deps:
+        if not isinstance(dep, (str, Path)):  # a damaged manifest (an int would be a descriptor)
+            raise TypeError(f"not a path: {dep!r}")
         parts += [str(dep), sha256_file(dep)]
     return sha256_text(*parts)
 

@@ -27,6 +27,7 @@ macros share one PCH.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -100,7 +101,9 @@ class PrecompiledHeaders:
         self.folder = cache.root / "pch"
         self._lock = threading.Lock()
         self._flags: dict[tuple[str, ...], list[str]] = {}
-        self._names: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._objects: dict[tuple[str, ...], Path] = {}
+        self._named: dict[tuple[str, ...], dict[str, bool]] = {}
+        """Per PCH, whether its headers name a macro (outside comments and literals)."""
 
     def flags(
         self,
@@ -128,14 +131,27 @@ class PrecompiledHeaders:
                 found = self.cache.find(inputs)  # a warm run: no PCH compile, no hashing
                 if found is None and not build:
                     return []
-                self._flags[key] = self._use(kind, found or self._build(list(front), inputs))
-            if macros and self._flags[key]:
-                if key not in self._names:
-                    self._names[key] = _names_in(self.cache.dependencies(inputs))
-                names = self._names[key]
-                if names is None or names.intersection(macros):
-                    return []  # a macro of the source's could change what the headers declare
+                self._objects[key] = found or self._build(list(front), inputs)
+                self._flags[key] = self._use(kind, self._objects[key])
+            if macros and self._flags[key] and self._names_any(key, inputs, macros):
+                return []  # a macro of the source's could change what the headers declare
             return self._flags[key]
+
+    def _names_any(self, key: tuple[str, ...], inputs: list[str], macros: Sequence[str]) -> bool:
+        """Whether the headers of the PCH of ``inputs`` name one of ``macros``.
+
+        The answers are remembered beside the PCH (whose name changes with its
+        headers' content), so a warm run reads no header.
+        """
+        memo_path = self._objects[key].with_suffix(".macros")
+        named = self._named.get(key)
+        if named is None:
+            named = self._named[key] = _read_answers(memo_path)
+        missing = [name for name in macros if name not in named]
+        if missing:
+            named.update(_named_in(self.cache.dependencies(inputs), missing))
+            self.cache._write_atomic(memo_path, json.dumps(named).encode())
+        return any(named[name] for name in macros)
 
     def _build(self, front: list[str], inputs: list[str]) -> Path:
         """Compile the PCH through the cache (once across processes); its cache path."""
@@ -185,14 +201,32 @@ _TOKEN = re.compile(r"""/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])
 """A comment, a string or character literal, or a word (group 1): macros expand only in code."""
 
 
-def _names_in(files: Sequence[Path]) -> frozenset[str] | None:
-    """Every word outside comments and literals in ``files`` (a PCH's headers); None if one
-    cannot be read (then any macro may matter)."""
-    names: set[str] = set()
+def _named_in(files: Sequence[Path], names: Sequence[str]) -> dict[str, bool]:
+    """For each of ``names``, whether a word outside comments and literals of ``files`` (a
+    PCH's headers) is that name; all True if a file cannot be read (any macro may matter).
+
+    Only the files that contain a name anywhere are split into words.
+    """
+    found = dict.fromkeys(names, False)
+    if not files:
+        return dict.fromkeys(names, True)
     for file in files:
         try:
-            text = file.read_text(errors="replace")
+            data = file.read_bytes()
         except OSError:
-            return None
-        names.update(word for word in _TOKEN.findall(text) if word)
-    return frozenset(names)
+            return dict.fromkeys(names, True)
+        candidates = [name for name in names if not found[name] and name.encode() in data]
+        if candidates:
+            words = set(_TOKEN.findall(data.decode(errors="replace")))
+            found.update((name, True) for name in candidates if name in words)
+    return found
+
+
+def _read_answers(path: Path) -> dict[str, bool]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: value for name, value in data.items() if isinstance(value, bool)}

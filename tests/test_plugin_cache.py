@@ -260,3 +260,14 @@ def test_find_cxx_prefers_cxx_then_newest_clang(
     os.remove(tmp_path / "clang++-15")
     monkeypatch.delenv("CXX")
     assert compiler.find_cxx() == "g++"
+
+
+def test_a_file_rewritten_with_the_same_size_at_once_hashes_anew(tmp_path: Path) -> None:
+    # Hashes are remembered by path and stat; a rewrite within the clock tick keeps the stat
+    # but not the content, so a file changed this recently is hashed every time.
+    path = tmp_path / "scale.h"
+    path.write_text("#define SCALE 3\n")
+    first = cache.sha256_file(path)
+    path.write_text("#define SCALE 4\n")
+    assert cache.sha256_file(path) != first
+    assert cache.sha256_file(path) == cache.sha256_file(str(path))
