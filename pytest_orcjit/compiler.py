@@ -198,6 +198,7 @@ class Builder:
         unit = Unit(Path(source).resolve(), tuple(flags))
         outcome = self._run(unit)
         self._count({unit: outcome})
+        self.cache.save_hashes()
         for note in outcome.notes:
             warnings.warn(note, CacheWarning, stacklevel=2)
         if outcome.error is not None:
@@ -227,6 +228,7 @@ class Builder:
         if todo:
             self.stats.seconds += time.monotonic() - start
         self._count(outcomes)
+        self.cache.save_hashes()
         return outcomes
 
     def _pch_first(self, units: list[Unit]) -> list[Unit]:
