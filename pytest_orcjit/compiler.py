@@ -316,7 +316,15 @@ def parse_depfile(text: str) -> list[Path]:
     _, _, prerequisites = joined.partition(": ")
     words = re.findall(r"(?:\\.|[^\s\\])+", prerequisites)
     paths = [re.sub(r"\\(.)", r"\1", word).replace("$$", "$") for word in words]
-    return [Path(path).resolve() for path in dict.fromkeys(paths)]
+    folders: dict[str, str] = {}  # most headers share a few folders: each resolved once
+    resolved = []
+    for path in dict.fromkeys(paths):
+        head, name = os.path.split(os.path.abspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head)
+        full = os.path.join(folders[head], name)
+        resolved.append(Path(os.path.realpath(full) if os.path.islink(full) else full))
+    return resolved
 
 
 __all__ = [

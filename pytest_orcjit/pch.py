@@ -51,6 +51,9 @@ HEADERS = (
 """What the PCH holds: the tvm-ffi headers that kernels include."""
 
 UMBRELLA = "orcjit_tvm_ffi_pch.h"
+BUILD_FLAGS = {"clang": ("-fpch-instantiate-templates",), "gcc": ()}
+"""Flags of a PCH's own compile: clang instantiates the headers' templates once, in the PCH,
+instead of in every source (a fifth more time for the PCH, a third less for each source)."""
 MODES = ("auto", "off")
 
 _MACRO_FLAG = re.compile(r"-[DU](\w+)")
@@ -126,12 +129,12 @@ class PrecompiledHeaders:
             return []
         key = (kind, *front, tool_key)
         with self._lock:
-            inputs = ["pch", kind, *front, compiler.identity, tool_key]
+            inputs = ["pch", kind, *front, *BUILD_FLAGS[kind], compiler.identity, tool_key]
             if key not in self._flags:
                 found = self.cache.find(inputs)  # a warm run: no PCH compile, no hashing
                 if found is None and not build:
                     return []
-                self._objects[key] = found or self._build(list(front), inputs)
+                self._objects[key] = found or self._build(kind, list(front), inputs)
                 self._flags[key] = self._use(kind, self._objects[key])
             if macros and self._flags[key] and self._names_any(key, inputs, macros):
                 return []  # a macro of the source's could change what the headers declare
@@ -153,7 +156,7 @@ class PrecompiledHeaders:
             self.cache._write_atomic(memo_path, json.dumps(named).encode())
         return any(named[name] for name in macros)
 
-    def _build(self, front: list[str], inputs: list[str]) -> Path:
+    def _build(self, kind: str, front: list[str], inputs: list[str]) -> Path:
         """Compile the PCH through the cache (once across processes); its cache path."""
         umbrella = self._umbrella()
 
@@ -161,8 +164,8 @@ class PrecompiledHeaders:
             from .compiler import parse_depfile
 
             depfile = f"{output}.d"
-            argv = [*front, "-x", "c++-header", str(umbrella), "-MD", "-MF", depfile, "-o",
-                    str(output)]  # fmt: skip
+            argv = [*front, *BUILD_FLAGS[kind], "-x", "c++-header", str(umbrella), "-MD", "-MF",
+                    depfile, "-o", str(output)]  # fmt: skip
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0 or (done.stdout + done.stderr).strip():
                 output.write_bytes(b"")  # remembered: no PCH for these flags
