@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -190,6 +191,9 @@ class Builder:
         self.pch = pch.PrecompiledHeaders(self.cache) if use_pch else None
         self._shared_fronts: set[tuple[str, ...]] = set()
         """C++ command fronts (compiler, -std, flags) that two sources of a batch share."""
+        self._spare: dict[tuple[str, ...], int] = {}
+        """Per shared front, how many sources may still compile without its PCH while it builds."""
+        self._spare_lock = threading.Lock()
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
 
@@ -221,7 +225,7 @@ class Builder:
 
     def compile_many(self, units: Iterable[Unit], jobs: int) -> dict[Unit, Outcome]:
         """Compile distinct units on ``jobs`` threads; every thread has ended on return."""
-        todo = self._pch_first(list(dict.fromkeys(units)))
+        todo = self._pch_first(list(dict.fromkeys(units)), jobs)
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="orcjit-cc") as pool:
             outcomes = dict(zip(todo, pool.map(self._run, todo)))
@@ -231,12 +235,15 @@ class Builder:
         self.cache.save_hashes()
         return outcomes
 
-    def _pch_first(self, units: list[Unit]) -> list[Unit]:
+    def _pch_first(self, units: list[Unit], jobs: int = 1) -> list[Unit]:
         """``units`` reordered so that a PCH is built while sources that need none compile.
 
         Notes which flags at least two eligible sources share: only those get a
         PCH built (pch.py). The first source of each such group comes first,
-        then the sources that need no PCH, then the rest.
+        then the sources that need no PCH, then the rest. A PCH takes about as
+        long as a plain compile: while it builds, each other job may compile
+        one source of its group without it, where the group has more sources
+        than jobs (so that the PCH still serves more than one round).
         """
         if self.pch is None:
             return units
@@ -246,6 +253,8 @@ class Builder:
                 groups.setdefault(tuple(self._pch_front(unit)[0]), []).append(unit)
         shared = {front: group for front, group in groups.items() if len(group) > 1}
         self._shared_fronts |= set(shared)
+        for front, group in shared.items():
+            self._spare[front] = max(0, min(jobs - 1, len(group) - jobs))
         leaders = [group[0] for group in shared.values()]
         grouped = {unit for group in shared.values() for unit in group}
         others = [unit for unit in units if unit not in grouped]
@@ -258,7 +267,31 @@ class Builder:
         return [*self.cxx.command, f"-std={self.std}", *self.base, *flags], macros
 
     def command(self, unit: Unit, output: Path) -> list[str]:
-        """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
+        """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``), with the
+        PCH where there is one."""
+        return self._command(unit, output, self._pch_flags(unit))
+
+    def _pch_flags(self, unit: Unit, spare: bool = False) -> list[str]:
+        """The flags that read the PCH for ``unit``, building it first for a shared front.
+
+        With ``spare``, none where the PCH is being built and the unit may
+        compile without it meanwhile (``_pch_first``).
+        """
+        if self.pch is None or language_of(unit.source) != "c++" or not pch.eligible(unit.source):
+            return []
+        front, macros = self._pch_front(unit)
+        key = tuple(front)
+        if spare and self.pch.building(self.cxx, front, self._tvm_ffi):
+            with self._spare_lock:
+                if self._spare.get(key, 0) > 0:
+                    self._spare[key] -= 1
+                    return []
+        build = key in self._shared_fronts
+        return self.pch.flags(self.cxx, front, self._tvm_ffi, build, macros)
+
+    def _command(self, unit: Unit, output: Path, pch_flags: Sequence[str] = ()) -> list[str]:
+        """The compiler command for ``unit``; the cache key of its object is this command
+        without ``pch_flags``: a PCH changes how fast a source compiles, not what to."""
         lang = language_of(unit.source)
         if lang == "cuda":
             front = [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
@@ -267,11 +300,7 @@ class Builder:
             as_c = ["-x", "c"] if self.cc.command == self.cxx.command else []
             front = [*self.cc.command, *as_c, *self.base, *unit.flags]
         else:
-            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
-            if self.pch is not None and pch.eligible(unit.source):
-                pch_front, macros = self._pch_front(unit)
-                build = tuple(pch_front) in self._shared_fronts
-                front += self.pch.flags(self.cxx, pch_front, self._tvm_ffi, build, macros)
+            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags, *pch_flags]
         return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
     def _count(self, outcomes: dict[Unit, Outcome]) -> None:
@@ -291,7 +320,7 @@ class Builder:
             compiler = {"c": self.cc, "c++": self.cxx}.get(language) or self.cuda.compiler()
         except CompilerNotFound as err:
             return Outcome(error=CompileError(unit.source, [], str(err)))
-        key = [*self.command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
+        key = [*self._command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
         try:
             entry = self.cache.get(key, lambda out: self._compile_to(unit, out))
         except CompileError as err:
@@ -300,7 +329,7 @@ class Builder:
         return Outcome(object=entry.object, reused=entry.reused, built=built, notes=entry.notes)
 
     def _compile_to(self, unit: Unit, output: Path) -> list[Path]:
-        argv = self.command(unit, output)
+        argv = self._command(unit, output, self._pch_flags(unit, spare=True))
         try:
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
         except OSError as err:

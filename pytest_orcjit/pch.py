@@ -105,6 +105,7 @@ class PrecompiledHeaders:
         self._lock = threading.Lock()
         self._flags: dict[tuple[str, ...], list[str]] = {}
         self._objects: dict[tuple[str, ...], Path] = {}
+        self._building: set[tuple[str, ...]] = set()
         self._named: dict[tuple[str, ...], dict[str, bool]] = {}
         """Per PCH, whether its headers name a macro (outside comments and literals)."""
 
@@ -134,11 +135,21 @@ class PrecompiledHeaders:
                 found = self.cache.find(inputs)  # a warm run: no PCH compile, no hashing
                 if found is None and not build:
                     return []
-                self._objects[key] = found or self._build(kind, list(front), inputs)
-                self._flags[key] = self._use(kind, self._objects[key])
+                if found is None:
+                    self._building.add(key)
+                    try:
+                        found = self._build(kind, list(front), inputs)
+                    finally:
+                        self._building.discard(key)
+                self._objects[key] = found
+                self._flags[key] = self._use(kind, found)
             if macros and self._flags[key] and self._names_any(key, inputs, macros):
                 return []  # a macro of the source's could change what the headers declare
             return self._flags[key]
+
+    def building(self, compiler: Compiler, front: Sequence[str], tool_key: str) -> bool:
+        """Whether a thread is compiling the PCH for ``front`` now."""
+        return (family(compiler), *front, tool_key) in self._building
 
     def _names_any(self, key: tuple[str, ...], inputs: list[str], macros: Sequence[str]) -> bool:
         """Whether the headers of the PCH of ``inputs`` name one of ``macros``.

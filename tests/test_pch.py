@@ -211,3 +211,18 @@ def test_macro_answers_are_remembered_beside_the_pch(
     again = Builder(on.cxx, on.cache.root, use_pch=True)
     assert again.compile_many(units[:1], jobs=1)[units[0]].reused
     assert "-include" in " ".join(again.command(units[0], Path("out.o")))
+
+
+@pytest.mark.parametrize("name", COMPILERS)
+def test_a_pch_changes_no_cache_key(tmp_path: Path, name: str) -> None:
+    # A source compiled with the PCH is found by a compile without it, and the other way round:
+    # a source compiled plainly while the PCH builds is not compiled again by the next run.
+    compiler = Compiler.probe(name)
+    (tmp_path / "scale.h").write_text("#define SCALE 3\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    with_pch = compile_with_sibling(Builder(compiler, tmp_path / "cache"), source)
+    unit = Unit(source.resolve())
+    outcome = Builder(compiler, tmp_path / "cache", use_pch=False).compile_many([unit], 1)[unit]
+    assert outcome.reused
+    assert outcome.object == with_pch
