@@ -15,10 +15,13 @@ tvm-ffi headers are read). A PCH whose own compile printed anything (a
 warning inside a tvm-ffi header) is not used either, so that every source's
 diagnostics stay what a plain compile prints.
 
-A PCH costs about two compiles to build, so one is built only for flags that
-at least two sources of a batch share (or that a source compiled alone asks
-for when the cache holds its PCH already); the builder starts those builds
-first and compiles the sources that need no PCH meanwhile. A source's own
+A PCH costs about one plain compile to build, so one is built only for flags
+that at least two sources of a batch share (or that a source compiled alone
+asks for when the cache holds its PCH already); the builder starts those
+builds first and compiles meanwhile the sources that need no PCH, then a few
+that could use it, plainly. A PCH changes how fast a source compiles, not what
+to: the object's cache key leaves it out. clang instantiates the headers'
+templates in the PCH (``-fpch-instantiate-templates``), once. A source's own
 ``-D``/``-U`` flags (a marker's ``defines``) are left out of its PCH where the
 macros they name appear nowhere in the headers the PCH holds: defining them
 first or later then makes no difference, and sources that differ only in such

@@ -275,11 +275,15 @@ def test_a_file_rewritten_with_the_same_size_at_once_hashes_anew(tmp_path: Path)
     assert cache.sha256_file(path) == cache.sha256_file(str(path))
 
 
-def test_saved_hashes_are_trusted_only_while_the_file_is_unchanged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_known_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process has remembered no file hash yet (as at the start of a run)."""
     monkeypatch.setattr(cache, "_HASHES", {})
     monkeypatch.setattr(cache, "_UNSAVED", set())
+
+
+@pytest.mark.usefixtures("no_known_hashes")
+def test_saved_hashes_are_trusted_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
     header = tmp_path / "scale.h"
     header.write_text("#define SCALE 3\n")
     row = [*cache._stat_key(header), "remembered"]
@@ -291,11 +295,8 @@ def test_saved_hashes_are_trusted_only_while_the_file_is_unchanged(
     assert cache.sha256_file(header) == hashlib.sha256(b"#define SCALE 4\n").hexdigest()
 
 
-def test_hashes_of_unchanged_headers_are_saved_in_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cache, "_HASHES", {})
-    monkeypatch.setattr(cache, "_UNSAVED", set())
+@pytest.mark.usefixtures("no_known_hashes")
+def test_hashes_of_unchanged_headers_are_saved_in_the_cache(tmp_path: Path) -> None:
     source = tmp_path / "add.c"
     source.write_text("#include <tvm/ffi/c_api.h>\n" + C_ADD)
     built = compiler.Builder(compiler.Compiler.probe("gcc"), tmp_path / "cache")
