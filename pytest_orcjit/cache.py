@@ -6,7 +6,8 @@ tvm-ffi version); its manifest lists the files the last compile read (the
 source and every header, from the compiler's depfile). The *object key* hashes
 the manifest key with the current content of those files, so editing a header
 changes the object key of exactly the sources that include it, and reverting
-the edit finds the earlier object again.
+the edit finds the earlier object again. File hashes are remembered by the
+file's stat (``hashes.json``), so a warm run reads no header.
 
 Writers take a per-entry ``fcntl.flock`` lock, build into a temporary name and
 ``os.replace`` the result into place, so concurrent pytest processes never
@@ -27,6 +28,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,12 +55,43 @@ class Entry:
     notes: list[str] = field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's content."""
+StatKey = tuple[str, int, int, int, int, int]
+"""A file's path, size, modification and change times (ns), inode and device."""
+
+_HASHES: dict[StatKey, str] = {}
+"""sha256 of files by path and stat, for the files not changed lately; kept in the cache."""
+_UNSAVED: set[StatKey] = set()
+"""Keys of ``_HASHES`` hashed by this process and not written to a cache yet."""
+
+RACY_NS = 2_000_000_000
+"""A file changed less than this long ago may change again within its timestamps' granularity
+without them moving: its hash is not remembered."""
+
+
+def _stat_key(path: str | os.PathLike[str]) -> StatKey:
+    st = os.stat(path)
+    return (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's content, remembered while the file's stat stays the same.
+
+    A change to a file's content changes its change time (ctime), which no
+    program can set back. Only the hashes of files whose times are older than
+    ``RACY_NS`` are remembered: a newer file could change again within one
+    tick of its file system's clock.
+    """
+    key = _stat_key(path)
+    known = _HASHES.get(key)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open(path, "rb") as stream:  # changed after the stat: remembered under the old one
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
+    if time.time_ns() - max(key[2], key[3]) > RACY_NS:
+        _HASHES[key] = digest.hexdigest()
+        _UNSAVED.add(key)
     return digest.hexdigest()
 
 
@@ -73,6 +106,36 @@ class ObjectCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._hashes = self.root / "hashes.json"
+        self._hashes_read = False
+
+    def save_hashes(self) -> None:
+        """Keep the file hashes this process computed in the cache, for the next run.
+
+        The file holds only entries that still match their file's stat; a
+        concurrent writer may win, which costs the other's hashes only.
+        """
+        if not _UNSAVED:
+            return
+        entries = {**self._read_hashes(), **{key: _HASHES[key] for key in list(_UNSAVED)}}
+        _UNSAVED.clear()
+        valid = []
+        for key, digest in entries.items():
+            with contextlib.suppress(OSError):
+                if _stat_key(key[0]) == key:
+                    valid.append([*key, digest])
+        with contextlib.suppress(OSError):
+            self._write_atomic(self._hashes, json.dumps(valid).encode())
+
+    def _read_hashes(self) -> dict[StatKey, str]:
+        entries = {}
+        try:
+            for path, size, mtime, ctime, ino, dev, digest in json.loads(self._hashes.read_text()):
+                key = (str(path), int(size), int(mtime), int(ctime), int(ino), int(dev))
+                entries[key] = str(digest)
+        except (OSError, ValueError, TypeError):
+            return {}
+        return entries
 
     def get(self, inputs: Sequence[str], build: Build) -> Entry:
         """Return the object for ``inputs``, building it with ``build`` if needed.
@@ -136,9 +199,13 @@ class ObjectCache:
         Without ``notes`` (no lock held) a mismatch is only a miss: a writer may
         be replacing the entry. With ``notes`` (lock held) it is corruption.
         """
+        if not self._hashes_read:
+            self._hashes_read = True
+            for key, digest in self._read_hashes().items():
+                _HASHES.setdefault(key, digest)
         try:
             deps = json.loads((self.root / f"{manifest_key}.manifest").read_text())["deps"]
-            object_key = _object_key(manifest_key, [Path(dep) for dep in deps])
+            object_key = _object_key(manifest_key, deps)
         except (OSError, ValueError, KeyError, TypeError):
             return None  # no manifest yet, or a file it lists is gone
         obj = self.root / f"{object_key}.o"
@@ -185,10 +252,12 @@ class ObjectCache:
             raise
 
 
-def _object_key(manifest_key: str, deps: Sequence[Path]) -> str:
+def _object_key(manifest_key: str, deps: Sequence[str | Path]) -> str:
     """Hash the manifest key with the path and current content of every dependency."""
     parts = [manifest_key]
     for dep in deps:
+        if not isinstance(dep, (str, Path)):  # a damaged manifest (an int would be a descriptor)
+            raise TypeError(f"not a path: {dep!r}")
         parts += [str(dep), sha256_file(dep)]
     return sha256_text(*parts)
 

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -190,6 +191,9 @@ class Builder:
         self.pch = pch.PrecompiledHeaders(self.cache) if use_pch else None
         self._shared_fronts: set[tuple[str, ...]] = set()
         """C++ command fronts (compiler, -std, flags) that two sources of a batch share."""
+        self._spare: dict[tuple[str, ...], int] = {}
+        """Per shared front, how many sources may still compile without its PCH while it builds."""
+        self._spare_lock = threading.Lock()
         self.stats = Stats()
         self._tvm_ffi = tvm_ffi_version()
         self.post_compile: Callable[[Unit, Path], None] | None = None
@@ -204,6 +208,7 @@ class Builder:
         unit = Unit(Path(source).resolve(), tuple(flags))
         outcome = self._run(unit)
         self._count({unit: outcome})
+        self.cache.save_hashes()
         for note in outcome.notes:
             warnings.warn(note, CacheWarning, stacklevel=2)
         if outcome.error is not None:
@@ -226,21 +231,25 @@ class Builder:
 
     def compile_many(self, units: Iterable[Unit], jobs: int) -> dict[Unit, Outcome]:
         """Compile distinct units on ``jobs`` threads; every thread has ended on return."""
-        todo = self._pch_first(list(dict.fromkeys(units)))
+        todo = self._pch_first(list(dict.fromkeys(units)), jobs)
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="orcjit-cc") as pool:
             outcomes = dict(zip(todo, pool.map(self._run, todo)))
         if todo:
             self.stats.seconds += time.monotonic() - start
         self._count(outcomes)
+        self.cache.save_hashes()
         return outcomes
 
-    def _pch_first(self, units: list[Unit]) -> list[Unit]:
+    def _pch_first(self, units: list[Unit], jobs: int = 1) -> list[Unit]:
         """``units`` reordered so that a PCH is built while sources that need none compile.
 
         Notes which flags at least two eligible sources share: only those get a
         PCH built (pch.py). The first source of each such group comes first,
-        then the sources that need no PCH, then the rest.
+        then the sources that need no PCH, then the rest. A PCH takes about as
+        long as a plain compile: while it builds, each other job may compile
+        one source of its group without it, where the group has more sources
+        than jobs (so that the PCH still serves more than one round).
         """
         if self.pch is None:
             return units
@@ -250,6 +259,8 @@ class Builder:
                 groups.setdefault(tuple(self._pch_front(unit)[0]), []).append(unit)
         shared = {front: group for front, group in groups.items() if len(group) > 1}
         self._shared_fronts |= set(shared)
+        for front, group in shared.items():
+            self._spare[front] = max(0, min(jobs - 1, len(group) - jobs))
         leaders = [group[0] for group in shared.values()]
         grouped = {unit for group in shared.values() for unit in group}
         others = [unit for unit in units if unit not in grouped]
@@ -262,7 +273,33 @@ class Builder:
         return [*self.cxx.command, f"-std={self.std}", *self.base, *flags], macros
 
     def command(self, unit: Unit, output: Path) -> list[str]:
-        """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``)."""
+        """The full compiler command for ``unit`` (its depfile is ``output`` + ``.d``), with the
+        PCH where there is one."""
+        return self._command(unit, output, self._pch_flags(unit))
+
+    def _pch_flags(self, unit: Unit, spare: bool = False) -> list[str]:
+        """The flags that read the PCH for ``unit``, building it first for a shared front.
+
+        With ``spare``, none where the PCH is being built, the unit may compile
+        without it meanwhile (``_pch_first``) and a core is idle: a plain
+        compile costs more CPU time than one with the PCH, which only pays where
+        the machine has it to spare.
+        """
+        if self.pch is None or language_of(unit.source) != "c++" or not pch.eligible(unit.source):
+            return []
+        front, macros = self._pch_front(unit)
+        key = tuple(front)
+        if spare and self.pch.building(self.cxx, front, self._tvm_ffi) and _idle_cores() >= 0:
+            with self._spare_lock:
+                if self._spare.get(key, 0) > 0:
+                    self._spare[key] -= 1
+                    return []
+        build = key in self._shared_fronts
+        return self.pch.flags(self.cxx, front, self._tvm_ffi, build, macros)
+
+    def _command(self, unit: Unit, output: Path, pch_flags: Sequence[str] = ()) -> list[str]:
+        """The compiler command for ``unit``; the cache key of its object is this command
+        without ``pch_flags``: a PCH changes how fast a source compiles, not what to."""
         lang = language_of(unit.source)
         if lang == "cuda":
             front = [*self.cuda.compiler().command, f"-std={self.std}", "-Xcompiler", "-fPIC",
@@ -271,11 +308,7 @@ class Builder:
             as_c = ["-x", "c"] if self.cc.command == self.cxx.command else []
             front = [*self.cc.command, *as_c, *self.base, *unit.flags]
         else:
-            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags]
-            if self.pch is not None and pch.eligible(unit.source):
-                pch_front, macros = self._pch_front(unit)
-                build = tuple(pch_front) in self._shared_fronts
-                front += self.pch.flags(self.cxx, pch_front, self._tvm_ffi, build, macros)
+            front = [*self.cxx.command, f"-std={self.std}", *self.base, *unit.flags, *pch_flags]
         return [*front, "-MD", "-MF", f"{output}.d", "-c", str(unit.source), "-o", str(output)]
 
     def _count(self, outcomes: dict[Unit, Outcome]) -> None:
@@ -298,7 +331,7 @@ class Builder:
             compiler = {"c": self.cc, "c++": self.cxx}.get(language) or self.cuda.compiler()
         except CompilerNotFound as err:
             return Outcome(error=CompileError(unit.source, [], str(err)))
-        key = [*self.command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
+        key = [*self._command(unit, Path("OUT")), compiler.identity, self._tvm_ffi]
         if self.post_compile_key and language in ("c", "c++"):
             key.append(self.post_compile_key)
         try:
@@ -309,7 +342,7 @@ class Builder:
         return Outcome(object=entry.object, reused=entry.reused, built=built, notes=entry.notes)
 
     def _compile_to(self, unit: Unit, output: Path) -> list[Path]:
-        argv = self.command(unit, output)
+        argv = self._command(unit, output, self._pch_flags(unit, spare=True))
         try:
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
         except OSError as err:
@@ -321,13 +354,31 @@ class Builder:
         return parse_depfile(Path(f"{output}.d").read_text())
 
 
+def _idle_cores() -> int:
+    """The CPUs this process may use less the tasks running now (this thread among them), from
+    ``/proc/loadavg``; -1 where unknown."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].partition("/")[0])
+        return len(os.sched_getaffinity(0)) - running
+    except (OSError, ValueError, IndexError, AttributeError):
+        return -1
+
+
 def parse_depfile(text: str) -> list[Path]:
     """The prerequisites of a make-style depfile (``out.o: a.cc b.h \\``)."""
     joined = text.replace("\\\n", " ")
     _, _, prerequisites = joined.partition(": ")
     words = re.findall(r"(?:\\.|[^\s\\])+", prerequisites)
     paths = [re.sub(r"\\(.)", r"\1", word).replace("$$", "$") for word in words]
-    return [Path(path).resolve() for path in dict.fromkeys(paths)]
+    folders: dict[str, str] = {}  # most headers share a few folders: each resolved once
+    resolved = []
+    for path in dict.fromkeys(paths):
+        head, name = os.path.split(os.path.abspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head)
+        full = os.path.join(folders[head], name)
+        resolved.append(Path(os.path.realpath(full) if os.path.islink(full) else full))
+    return resolved
 
 
 __all__ = [

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,10 @@ class Compiler:
         memo_key = f"{shlex.join([real, *argv[1:]])} {_stamp(real)}"
         known = memo.get(memo_key)
         if not (isinstance(known, dict) and _stamp(known.get("behind") or real) == known["stamp"]):
-            output = _version_output([exe, *argv[1:]])
-            behind = _compiler_behind([exe, *argv[1:]])
+            with ThreadPoolExecutor(max_workers=1) as pool:  # both questions at once
+                asked = pool.submit(_compiler_behind, [exe, *argv[1:]])
+                output = _version_output([exe, *argv[1:]])
+                behind = asked.result()
             known = {"output": output, "behind": behind, "stamp": _stamp(behind or real)}
             if memo_path is not None:
                 memo[memo_key] = known

@@ -186,3 +186,43 @@ def test_sources_differing_in_their_own_macros_share_a_pch(builders, tmp_path: P
     # A macro the tvm-ffi headers test could change what they declare: no PCH for it.
     odd = Unit(source.resolve(), ("-DTVM_FFI_INLINE=inline",))
     assert not {"-include-pch", "-include"} & set(on.command(odd, Path("out.o")))
+
+
+def test_macro_names_are_words_of_code_not_of_comments_or_literals(tmp_path: Path) -> None:
+    header = tmp_path / "h.h"
+    header.write_text('// SCALE in a comment\n/* BLOCK */\nconst char* s = "WIDTH";\nint DEPTH;\n')
+    answers = pch._named_in([header], ["SCALE", "BLOCK", "WIDTH", "DEPTH", "SCAL"])
+    assert answers == {"SCALE": False, "BLOCK": False, "WIDTH": False, "DEPTH": True, "SCAL": False}
+    # A header that cannot be read could name any macro.
+    assert pch._named_in([tmp_path / "gone.h"], ["SCALE"]) == {"SCALE": True}
+
+
+def test_macro_answers_are_remembered_beside_the_pch(
+    builders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on, _ = builders
+    (tmp_path / "scale.h").write_text("#ifndef SCALE\n#define SCALE 3\n#endif\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    units = [Unit(source.resolve(), (f"-DSCALE={n}",)) for n in (4, 5)]
+    on.compile_many(units, jobs=2)
+    # A later run reads the answer for SCALE instead of the headers.
+    monkeypatch.setattr(pch, "_named_in", lambda files, names: pytest.fail("headers read"))
+    again = Builder(on.cxx, on.cache.root, use_pch=True)
+    assert again.compile_many(units[:1], jobs=1)[units[0]].reused
+    assert "-include" in " ".join(again.command(units[0], Path("out.o")))
+
+
+@pytest.mark.parametrize("name", COMPILERS)
+def test_a_pch_changes_no_cache_key(tmp_path: Path, name: str) -> None:
+    # A source compiled with the PCH is found by a compile without it, and the other way round:
+    # a source compiled plainly while the PCH builds is not compiled again by the next run.
+    compiler = Compiler.probe(name)
+    (tmp_path / "scale.h").write_text("#define SCALE 3\n")
+    source = tmp_path / "kernel.cc"
+    source.write_text(KERNEL)
+    with_pch = compile_with_sibling(Builder(compiler, tmp_path / "cache"), source)
+    unit = Unit(source.resolve())
+    outcome = Builder(compiler, tmp_path / "cache", use_pch=False).compile_many([unit], 1)[unit]
+    assert outcome.reused
+    assert outcome.object == with_pch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -260,3 +262,46 @@ def test_find_cxx_prefers_cxx_then_newest_clang(
     os.remove(tmp_path / "clang++-15")
     monkeypatch.delenv("CXX")
     assert compiler.find_cxx() == "g++"
+
+
+def test_a_file_rewritten_with_the_same_size_at_once_hashes_anew(tmp_path: Path) -> None:
+    # Hashes are remembered by path and stat; a rewrite within the clock tick keeps the stat
+    # but not the content, so a file changed this recently is hashed every time.
+    path = tmp_path / "scale.h"
+    path.write_text("#define SCALE 3\n")
+    first = cache.sha256_file(path)
+    path.write_text("#define SCALE 4\n")
+    assert cache.sha256_file(path) != first
+    assert cache.sha256_file(path) == cache.sha256_file(str(path))
+
+
+@pytest.fixture
+def no_known_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process has remembered no file hash yet (as at the start of a run)."""
+    monkeypatch.setattr(cache, "_HASHES", {})
+    monkeypatch.setattr(cache, "_UNSAVED", set())
+
+
+@pytest.mark.usefixtures("no_known_hashes")
+def test_saved_hashes_are_trusted_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    header = tmp_path / "scale.h"
+    header.write_text("#define SCALE 3\n")
+    row = [*cache._stat_key(header), "remembered"]
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache/hashes.json").write_text(json.dumps([row]))
+    cache.ObjectCache(tmp_path / "cache").find(["anything"])  # reads hashes.json
+    assert cache.sha256_file(header) == "remembered"  # the same stat: not read again
+    header.write_text("#define SCALE 4\n")  # a new ctime, whatever the size and mtime
+    assert cache.sha256_file(header) == hashlib.sha256(b"#define SCALE 4\n").hexdigest()
+
+
+@pytest.mark.usefixtures("no_known_hashes")
+def test_hashes_of_unchanged_headers_are_saved_in_the_cache(tmp_path: Path) -> None:
+    source = tmp_path / "add.c"
+    source.write_text("#include <tvm/ffi/c_api.h>\n" + C_ADD)
+    built = compiler.Builder(compiler.Compiler.probe("gcc"), tmp_path / "cache")
+    built.compile(source)
+    saved = json.loads((tmp_path / "cache/hashes.json").read_text())
+    c_api = [row for row in saved if row[0].endswith("tvm/ffi/c_api.h")]
+    assert c_api and c_api[0][6] == cache.sha256_file(Path(c_api[0][0]))
+    assert not [row for row in saved if row[0] == str(source)]  # written just now: not kept
