@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from . import sanitize
 from .compiler import DEFAULT_STD
 from .validators import (
     ISOLATIONS,
@@ -76,9 +77,10 @@ HELP_LIBS = (
 )
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
-    "isolation=None): the test's library holds exactly these sources (relative to the test "
-    "file's directory), compiled with these extra flags; libs, timeout and isolation "
-    "override --orcjit-libs, --orcjit-timeout and --orcjit-isolation"
+    "isolation=None, sanitize=None): the test's library holds exactly these sources (relative "
+    "to the test file's directory), compiled with these extra flags; libs, timeout, isolation "
+    "and sanitize override --orcjit-libs, --orcjit-timeout, --orcjit-isolation and "
+    "--orcjit-sanitize"
 )
 
 MSG_SPACE_FORM = (
@@ -96,7 +98,7 @@ CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
 PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
 """Options whose value may be a path (which must follow '=' on the command line)."""
-MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation")
+MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation", "sanitize")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
@@ -119,6 +121,7 @@ OPTIONS = (
     ("nvcc_flags", HELP_NVCC_FLAGS, "args"),
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
+    ("sanitize", sanitize.HELP_SANITIZE, "string"),
 )
 
 
@@ -165,6 +168,8 @@ class SessionSettings:
     nvcc_flags: tuple[str, ...]
     cuda_archs: tuple[str, ...] | None
     cuda_device: int
+    sanitize: tuple[str, ...] = ()
+    """The sanitizers kernels are compiled with (``pytest_orcjit.sanitize``)."""
 
     @property
     def configured(self) -> bool:
@@ -185,6 +190,8 @@ class ItemSettings:
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
     libs: Picked
+    sanitize: Picked = Picked((), "default")
+    """The sanitizers of the test's kernels, and where they were asked for."""
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -231,6 +238,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         nvcc_flags=split_flags(pick(config, "nvcc_flags"), "nvcc flags"),
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
+        sanitize=sanitize.parse(pick(config, "sanitize")),
     )
 
 
@@ -280,4 +288,17 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         sources=sources,
         flags=flags,
         libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
+        sanitize=item_sanitizers(found.get("sanitize"), session.sanitize, config_origin(item)),
     )
+
+
+def config_origin(item: pytest.Item) -> str:
+    """Where the session's sanitizers come from (--orcjit-sanitize, ini orcjit_sanitize)."""
+    return pick(item.config, "sanitize").origin
+
+
+def item_sanitizers(marker: Picked | None, session: tuple[str, ...], origin: str) -> Picked:
+    """The marker's ``sanitize=`` if it has one, else the session's, with where they came from."""
+    if marker is None:
+        return Picked(session, origin)
+    return Picked(sanitize.parse(marker), marker.origin)
