@@ -15,6 +15,7 @@
 
 #include "compat.h"
 #include "eh_frame.h"
+#include "jit_code_map.h"
 #include "library.h"
 #include "plugin.h"
 #include "process_symbols.h"
@@ -131,6 +132,7 @@ SessionObj::SessionObj() {
                 auto init_fini = std::make_unique<InitFiniPlugin>();
                 init_fini_ = init_fini.get();
                 layer->addPlugin(std::move(init_fini));
+                layer->addPlugin(std::make_unique<JitCodeMapPlugin>());
                 return std::unique_ptr<llvm::orc::ObjectLayer>(std::move(layer));
               }))
           .setProcessSymbolsJITDylibSetup(
