@@ -237,7 +237,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         sources = item.config.stash[STATE].sources
         error_sources.name_sources(error, sources, item.config.rootpath)
     resolved = item_settings(item)
-    forked = os.getpid() == item.config.stash[STATE].pid and getattr(resolved, "isolation", "") == "fork"
+    forked = (
+        os.getpid() == item.config.stash[STATE].pid and getattr(resolved, "isolation", "") == "fork"
+    )
     sanitize.fail_on_report(item, call, forked)
     report = yield
     if isinstance(error, AttributeError) and "none of its objects (none)" in str(error):
@@ -248,6 +250,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    sanitize.finish(session.config)  # here: an xdist worker may not live to pytest_unconfigure
     workeroutput = getattr(session.config, "workeroutput", None)
     state = session.config.stash.get(STATE, None)
     if workeroutput is not None and state is not None:
@@ -277,7 +280,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    sanitize.unconfigure(config)
     state = config.stash.get(STATE, None)
     if state is not None and state.forked:
         from . import isolation

@@ -1,4 +1,4 @@
-"""Sanitizers for kernels: ``--orcjit-sanitize=address,undefined``, their flags, runtimes and reports.
+"""Sanitizers for kernels: ``--orcjit-sanitize=address,undefined``, flags, runtimes, reports.
 
 The option (ini ``orcjit_sanitize``, marker ``sanitize=``) adds the sanitizer
 flags to the compile of every kernel source (the flags are part of the cache
@@ -13,33 +13,26 @@ key, so sanitized objects are cached apart) and makes the runtime available:
   (``kernel_libraries``), unless the process has one already (clang's ASan
   runtime holds UBSan's).
 
-Every test that runs with a runtime loaded sends the runtimes' reports to a
-file of its own (``__sanitizer_set_report_path``); after each phase the
-process that ran it turns a report into the phase's failure. AddressSanitizer
-ends the process after its report: its error callback first writes down what
-the JIT frames of the report are (ASan prints them as ``(<unknown module>)``),
-and the pytest process, which sees the forked test die, fails it with the
-report, those frames named. In-process (``--orcjit-isolation=none``) the report
-of a fatal error is also written to the stderr pytest started with.
+A sanitizer's report fails the phase of the test it came from, the report in
+its longrepr (:mod:`pytest_orcjit.sanitizer_reports` collects them). In-process
+(``--orcjit-isolation=none``) AddressSanitizer's report ends pytest, and is
+written to the stderr pytest started with.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import hashlib
-import json
 import os
 import platform
-import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import pytest
 
+from . import shared_libraries
+from .sanitizer_reports import Reports, condense, headline
+from .toolchain import Compiler, CompilerNotFound
 from .validators import Picked, invalid
 
 SANITIZERS = ("address", "undefined")
@@ -58,13 +51,13 @@ RESTARTED = "PYTEST_ORCJIT_ASAN_RUNTIME"
 """Set by the restart to the runtime it preloaded."""
 ASAN_OPTIONS = "detect_leaks=0"
 """Before the user's own ASAN_OPTIONS: Python does not free everything at exit."""
-UBSAN_CHECKS = frozenset(
+_UBSAN_CHECK_NAMES = (
     "alignment bool bounds builtin enum float-cast-overflow float-divide-by-zero function "
     "implicit-conversion integer integer-divide-by-zero nonnull-attribute null nullability "
     "object-size pointer-overflow return returns-nonnull-attribute shift shift-base "
-    "shift-exponent signed-integer-overflow unreachable unsigned-integer-overflow vla-bound "
-    "vptr".split()
+    "shift-exponent signed-integer-overflow unreachable unsigned-integer-overflow vla-bound vptr"
 )
+UBSAN_CHECKS = frozenset(_UBSAN_CHECK_NAMES.split())
 """-fsanitize= names that need the UBSan runtime, besides ``undefined`` itself."""
 
 MSG_NOT_PRELOADED = (
@@ -87,11 +80,7 @@ MSG_NO_RUNTIME = (
 )
 MSG_REPORT = "{headline}\n\norcjit: the sanitizer's report, in the {when} phase:\n{report}"
 
-_RUNTIME_FILE = re.compile(r"lib(?:clang_rt\.(asan|ubsan_standalone)-\w+|(asan|ubsan))\.so[.\d]*$")
-_UNKNOWN_FRAME = re.compile(r"^(?P<head>\s*#\d+ 0x(?P<pc>[0-9a-f]+)) +\(<unknown module>\)$", re.M)
-_UNKNOWN_SUMMARY = re.compile(r"^(SUMMARY: AddressSanitizer: \S+) \(<unknown module>\) ?$", re.M)
 _REPORTS = pytest.StashKey["Reports"]()
-_ON_REPORT = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
 
 
 def parse(picked: Picked) -> tuple[str, ...]:
@@ -156,9 +145,6 @@ def restart_with_address_runtime(config: pytest.Config, cxx: Sequence[str]) -> N
 
 def address_runtime(cxx: Sequence[str]) -> str:
     """The path of the ASan runtime of ``cxx`` (clang's libclang_rt.asan, gcc's libasan)."""
-    from . import shared_libraries
-    from .toolchain import Compiler, CompilerNotFound
-
     try:
         compiler = Compiler.probe(cxx)
         name = f"libclang_rt.asan-{platform.machine()}.so"
@@ -175,7 +161,9 @@ def address_loaded() -> bool:
     return hasattr(ctypes.CDLL(None), "__asan_init")
 
 
-def undefined_runtimes(compile_flags: Sequence[str], compilers: Callable[[], Iterable]) -> list:
+def undefined_runtimes(
+    compile_flags: Sequence[str], compilers: Callable[[], Iterable[Compiler]]
+) -> list[tuple[str, tuple[str, ...], str]]:
     """``kernel_libraries.Needed`` entries: the UBSan runtime of each of ``compilers()``.
 
     None where the flags name no UBSan check, or the process has a UBSan runtime.
@@ -207,7 +195,8 @@ def configure(config: pytest.Config, owner: int) -> None:
         os.environ["LD_PRELOAD"] = ":".join(kept)
 
 
-def unconfigure(config: pytest.Config) -> None:
+def finish(config: pytest.Config) -> None:
+    """Remove the run's report files (in the pytest process, at the end of the session)."""
     reports = config.stash.get(_REPORTS, None)
     if reports is not None and os.getpid() == reports.owner:
         shutil.rmtree(reports.folder, ignore_errors=True)
@@ -230,154 +219,30 @@ def start(item: pytest.Item, sanitizers: Iterable[str], origin: str) -> None:
         reports.start(item)
 
 
-def fail_on_report(item: pytest.Item, call: pytest.CallInfo[None], forked: bool) -> None:
+def fail_on_report(item: pytest.Item, call: pytest.CallInfo[None], forked: bool) -> str | None:
     """Make ``call`` a failure with the sanitizer reports of its phase, if there are any.
 
-    ``forked``: this is the pytest process of a forked test (whose child died
-    if it gets here with a report).
+    ``forked``: this is the pytest process of a forked test, whose child died
+    if it gets here with a report (the report comes before why it died). A
+    phase that raised by itself keeps its error: the report is returned, for a
+    section of the test's report.
     """
     reports = item.config.stash.get(_REPORTS, None)
     if reports is None or (not forked and reports.started is not item):
-        return
+        return None
     text = reports.take_left(item) if forked else reports.take_own(item, call.when == "teardown")
     if not text:
-        return
-    text = text.replace(f"{item.config.rootpath}{os.sep}", "")
+        return None
+    text = condense(text.replace(f"{item.config.rootpath}{os.sep}", ""))
     message = MSG_REPORT.format(headline=headline(text), when=call.when, report=text)
     if call.excinfo is not None and not forked:
-        message += "\n\nand the test raised:\n" + call.excinfo.exconly()
-    elif call.excinfo is not None:
+        return message
+    if call.excinfo is not None:
         message += "\n\n" + str(call.excinfo.value)
     call.excinfo = pytest.CallInfo.from_call(
         lambda: pytest.fail(message, pytrace=False), call.when
     ).excinfo
-
-
-def headline(text: str) -> str:
-    """The line that says what happened: UBSan's ``runtime error``, else the first SUMMARY."""
-    lines = text.splitlines()
-    for line in lines:
-        if "runtime error:" in line:
-            return line.strip()
-    summaries = [line.removeprefix("SUMMARY: ") for line in lines if line.startswith("SUMMARY: ")]
-    return summaries[0].strip() if summaries else lines[0].strip()
-
-
-def symbolize(text: str, frames: dict[int, tuple[str, str]]) -> str:
-    """``text`` with its ``(<unknown module>)`` frames named from ``frames`` (pc -> name, place)."""
-    first: list[tuple[str, str]] = []
-
-    def frame(match: re.Match[str]) -> str:
-        found = frames.get(int(match["pc"], 16))
-        if found is None:
-            return match[0]
-        first.append(found)
-        return f"{match['head']} in {found[0]} {found[1]}"
-
-    text = _UNKNOWN_FRAME.sub(frame, text)
-    if first:
-        name, place = first[0]
-        text = _UNKNOWN_SUMMARY.sub(lambda m: f"{m[1]} {place} in {name}", text)
-    return text
-
-
-def jit_frames(text: str) -> dict[int, tuple[str, str]]:
-    """What the JIT code at each ``(<unknown module>)`` frame of ``text`` is, where known."""
-    try:
-        from . import api
-
-        describe = api.describe_jit_address  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return {}
-    frames: dict[int, tuple[str, str]] = {}
-    for match in _UNKNOWN_FRAME.finditer(text):
-        pc = int(match["pc"], 16)
-        with contextlib.suppress(Exception):
-            found = describe(pc)
-            if found:
-                frames[pc] = found
-    return frames
-
-
-class Reports:
-    """Where the tests of pytest process ``owner`` leave sanitizer reports, and reading them."""
-
-    def __init__(self, owner: int) -> None:
-        self.owner = owner
-        self.folder = Path(tempfile.gettempdir()) / f"pytest-orcjit-sanitizer-{owner}"
-        self.stderr = os.dup(2)  # the stderr pytest started with, not a capture file
-        self.started: pytest.Item | None = None
-        self.read: dict[Path, int] = {}
-        self._prefix = ""
-        self._callback = _ON_REPORT(self._on_asan_report)
-
-    def prefix(self, item: pytest.Item) -> str:
-        return str(self.folder / hashlib.sha1(item.nodeid.encode()).hexdigest()[:16])
-
-    def start(self, item: pytest.Item) -> None:
-        self.folder.mkdir(exist_ok=True)  # a runtime dies where it cannot open its file
-        self.started, self._prefix, self.read = item, self.prefix(item), {}
-        for path, kind in loaded_runtimes():
-            with contextlib.suppress(OSError, AttributeError):
-                runtime = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
-                report_path = f"{self._prefix}-{kind}".encode()
-                runtime["__sanitizer_set_report_path"](report_path)
-                if kind == "asan":
-                    runtime["__asan_set_error_report_callback"](self._callback)
-
-    def take_own(self, item: pytest.Item, last: bool) -> str:
-        """The reports this process wrote for ``item`` since the last call; ``last``: clean up."""
-        texts = []
-        for path in sorted(Path(self.folder).glob(f"{Path(self.prefix(item)).name}-*.{os.getpid()}")):
-            if path.name.split(".")[0].endswith("-frames"):
-                continue
-            with contextlib.suppress(OSError), path.open("rb") as stream:
-                stream.seek(self.read.get(path, 0))
-                data = stream.read()
-                self.read[path] = self.read.get(path, 0) + len(data)
-                texts.append(data.decode(errors="replace"))
-            if last:
-                path.unlink(missing_ok=True)
-        text = "".join(texts).strip("\n")
-        return symbolize(text, jit_frames(text)) if text else ""
-
-    def take_left(self, item: pytest.Item) -> str:
-        """The reports a dead child of ``item`` left (removed once read), its JIT frames named."""
-        texts, frames = [], {}
-        for path in sorted(self.folder.glob(f"{Path(self.prefix(item)).name}-*")):
-            with contextlib.suppress(OSError, ValueError):
-                if path.name.split(".")[0].endswith("-frames"):
-                    found = json.loads(path.read_text())
-                    frames.update({int(pc): tuple(where) for pc, where in found.items()})
-                else:
-                    texts.append(path.read_text(errors="replace"))
-            path.unlink(missing_ok=True)
-        return symbolize("".join(texts).strip("\n"), frames)  # type: ignore[arg-type]
-
-    def _on_asan_report(self, report: bytes) -> None:
-        """ASan's error callback: write down the JIT frames before the process ends."""
-        text = report.decode(errors="replace")
-        frames = jit_frames(text)
-        if frames:
-            with contextlib.suppress(OSError):
-                data = json.dumps({pc: list(where) for pc, where in frames.items()})
-                Path(f"{self._prefix}-frames.{os.getpid()}").write_text(data)
-        if os.getpid() == self.owner:  # in-process: pytest ends here, say why on its stderr
-            with contextlib.suppress(OSError):
-                os.write(self.stderr, symbolize(text, frames).encode())
-
-
-def loaded_runtimes() -> list[tuple[str, str]]:
-    """(path, "asan" or "ubsan") of each sanitizer runtime the process has loaded."""
-    found: dict[str, str] = {}
-    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.rstrip("\n").partition("/")[2]
-            match = _RUNTIME_FILE.search(path)
-            if match and "/" + path not in found:
-                kind = match[1] or match[2]
-                found["/" + path] = "asan" if kind == "asan" else "ubsan"
-    return list(found.items())
+    return None
 
 
 def of_test(picked: Picked, compile_flags: Iterable[str]) -> tuple[set[str], str]:

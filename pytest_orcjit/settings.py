@@ -168,7 +168,7 @@ class SessionSettings:
     nvcc_flags: tuple[str, ...]
     cuda_archs: tuple[str, ...] | None
     cuda_device: int
-    sanitize: tuple[str, ...] = ()
+    sanitize: tuple[str, ...]
     """The sanitizers kernels are compiled with (``pytest_orcjit.sanitize``)."""
 
     @property
@@ -190,7 +190,7 @@ class ItemSettings:
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
     libs: Picked
-    sanitize: Picked = Picked((), "default")
+    sanitize: Picked
     """The sanitizers of the test's kernels, and where they were asked for."""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from plugin_helpers import Project, core_available, make_project
 
-from pytest_orcjit import sanitize
+from pytest_orcjit import sanitize, sanitizer_reports
 
 pytestmark = pytest.mark.skipif(not core_available(), reason="the native core is not built")
 
@@ -78,9 +78,11 @@ def test_address_reports_the_overflow_naming_the_kernel(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*AddressSanitizer: heap-buffer-overflow*",
-            f"*#0 0x* in Vadd*kernels/overflow.cc:{WRITE_LINE}*",
-            "FAILED test_kernels.py::test_vadd_past_the_end*heap-buffer-overflow*",
+            f"AddressSanitizer: heap-buffer-overflow kernels/overflow.cc:{WRITE_LINE} in Vadd",
+            "*ERROR: AddressSanitizer: heap-buffer-overflow*",
+            f"    #0 0x* in Vadd kernels/overflow.cc:{WRITE_LINE}",
+            "    ... * more frames (the Python interpreter's)",
+            "FAILED test_kernels.py::test_vadd_past_the_end*",
         ]
     )
     result.stdout.no_fnmatch_line("*<unknown module>*")
@@ -99,8 +101,8 @@ def test_undefined_reports_a_signed_overflow_with_file_and_line(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"*kernels/overflow.cc:{ADD_LINE}:*: runtime error: signed integer overflow*",
-            "FAILED test_kernels.py::test_signed_overflow*signed integer overflow*",
+            f"kernels/overflow.cc:{ADD_LINE}:*: runtime error: signed integer overflow*",
+            "FAILED test_kernels.py::test_signed_overflow*",
         ]
     )
     assert sanitize.RESTARTED not in result.stdout.str()
@@ -202,9 +204,23 @@ def test_symbolize_rewrites_jit_frames() -> None:
         "SUMMARY: AddressSanitizer: heap-buffer-overflow (<unknown module>) \n"
     )
     frames = {0x7F00000010: ("Vadd", "kernels/vadd.cc:12")}
-    assert sanitize.symbolize(text, frames).splitlines() == [
+    assert sanitizer_reports.symbolize(text, frames).splitlines() == [
         "WRITE of size 4 at 0x1 thread T0",
         "    #0 0x7f00000010 in Vadd kernels/vadd.cc:12",
         "    #1 0x7f00000020  (<unknown module>)",
         "SUMMARY: AddressSanitizer: heap-buffer-overflow kernels/vadd.cc:12 in Vadd",
     ]
+
+
+def test_address_in_process_says_which_test_ended_pytest(project: Project) -> None:
+    kernel_ini(project, "g++", isolation="none")
+    result = project.pytester.runpytest_subprocess("--orcjit-sanitize=address", "-k", "vadd")
+    # AddressSanitizer ends the process; the report goes to the stderr pytest started with.
+    assert result.ret == 1
+    result.stderr.fnmatch_lines(
+        [
+            "orcjit: AddressSanitizer ends pytest in test_kernels.py::test_vadd_past_the_end:",
+            "*ERROR: AddressSanitizer: heap-buffer-overflow*",
+            f"    #0 0x* in Vadd kernels/overflow.cc:{WRITE_LINE}",
+        ]
+    )
