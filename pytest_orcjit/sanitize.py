@@ -150,7 +150,7 @@ def address_runtime(cxx: Sequence[str]) -> str:
         name = f"libclang_rt.asan-{platform.machine()}.so"
         if "clang" not in compiler.identity:
             name = "libasan.so"
-        return shared_libraries.find(name, compiler.command)[0]
+        return shared_libraries.locate(name, compiler.command)[0]
     except (CompilerNotFound, ValueError) as err:
         message = MSG_NO_RUNTIME.format(compiler=" ".join(cxx), error=err)
         raise pytest.UsageError(message) from None

@@ -6,13 +6,15 @@ with the runtime preloaded, which an in-process run could not do.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from plugin_helpers import Project, core_available, make_project
 
-from pytest_orcjit import sanitize, sanitizer_reports
+from pytest_orcjit import api, sanitize, sanitizer_reports, shared_libraries
 
 pytestmark = pytest.mark.skipif(not core_available(), reason="the native core is not built")
 
@@ -224,3 +226,30 @@ def test_address_in_process_says_which_test_ended_pytest(project: Project) -> No
             f"    #0 0x* in Vadd kernels/overflow.cc:{WRITE_LINE}",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        ("-fsanitize=address", "(the AddressSanitizer runtime, which must be the first library of "
+         "the process): run pytest with --orcjit-sanitize=address"),
+        ("-fsanitize=undefined", "(the UndefinedBehaviorSanitizer runtime): compile with "
+         "--orcjit-sanitize=undefined"),
+    ],
+)  # fmt: skip
+def test_the_api_says_how_to_get_a_missing_runtime(
+    kernels: Any, session: api.ExecutionSession, flag: str, says: str
+) -> None:
+    lib = session.create_library("sanitized")
+    lib.add(kernels.object("sanitize_overflow.cc", flag, compiler="g++"))
+    with pytest.raises(RuntimeError, match=re.escape(says)):
+        lib.get_function("add_one")
+
+
+def test_loading_the_asan_runtime_late_is_refused_not_fatal() -> None:
+    if sanitize.address_loaded():
+        pytest.skip("this process has the AddressSanitizer runtime")
+    with pytest.raises(ValueError, match="must be the first library of the process"):
+        api.load_shared_library("asan", "g++")
+    with pytest.raises(ValueError, match="must be the first library"):
+        shared_libraries.find(sanitize.address_runtime(["g++"]))
