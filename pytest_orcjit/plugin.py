@@ -356,7 +356,9 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
 
     def compile_one(source: Any, cflags: Sequence[str] = (), language: str = "c++") -> Path:
         __tracebackhide__ = True  # a failed compile shows the test's line, then the diagnostics
-        return compile_for_test(config, base, source, cflags, language, sanitizers)
+        compiled = compile_for_test(config, base, source, cflags, language, sanitizers)
+        sanitize.after_compile(request.node, cflags)
+        return compiled
 
     return compile_one
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -200,6 +201,9 @@ def finish(config: pytest.Config) -> None:
     reports = config.stash.get(_REPORTS, None)
     if reports is not None and os.getpid() == reports.owner:
         shutil.rmtree(reports.folder, ignore_errors=True)
+        if reports.stderr >= 0:
+            os.close(reports.stderr)
+            reports.stderr = -1
 
 
 # Reports: one file per test, runtime and process, turned into the test's failure.
@@ -217,6 +221,14 @@ def start(item: pytest.Item, sanitizers: Iterable[str], origin: str) -> None:
     reports = item.config.stash.get(_REPORTS, None)
     if reports is not None and (wanted or os.environ.get(RESTARTED)):
         reports.start(item)
+
+
+def after_compile(item: pytest.Item, cflags: Sequence[str] | str) -> None:
+    """``orcjit_compile`` loaded the runtimes its flags call for: send their reports to the test's
+    files too (and fail it where they ask for an AddressSanitizer the process has not)."""
+    wanted = named(shlex.split(cflags) if isinstance(cflags, str) else cflags)
+    if wanted:
+        start(item, wanted, "orcjit_compile(cflags=...)")
 
 
 def fail_on_report(item: pytest.Item, call: pytest.CallInfo[None], forked: bool) -> str | None:

@@ -129,9 +129,12 @@ class Reports:
     def __init__(self, owner: int) -> None:
         self.owner = owner
         self.folder = Path(tempfile.gettempdir()) / f"pytest-orcjit-sanitizer-{owner}"
-        self.stderr = os.dup(2)  # the stderr pytest started with, not a capture file
+        # The stderr pytest started with (not a capture file), for ASan's report in-process.
+        self.stderr = os.dup(2) if hasattr(ctypes.CDLL(None), "__asan_init") else -1
         self.started: pytest.Item | None = None
         self.read: dict[Path, int] = {}
+        self.configured: set[str] = set()
+        """The runtimes whose reports go to the files of ``started``."""
         self._prefix = ""
         self._callback = _ON_REPORT(self._on_asan_report)
 
@@ -139,15 +142,28 @@ class Reports:
         return str(self.folder / hashlib.sha1(item.nodeid.encode()).hexdigest()[:16])
 
     def start(self, item: pytest.Item) -> None:
+        """Send the reports of the loaded runtimes to ``item``'s files (again: of new ones only).
+
+        A runtime truncates its file when it is given the path: one that has
+        it already keeps it, and the reports of the phase that it holds.
+        """
         self.folder.mkdir(exist_ok=True)  # a runtime dies where it cannot open its file
-        self.started, self._prefix, self.read = item, self.prefix(item), {}
-        for path, kind in loaded_runtimes():
+        if item is not self.started:
+            self.started, self._prefix, self.read, self.configured = (
+                item,
+                self.prefix(item),
+                {},
+                set(),
+            )
+        for index, (path, kind) in enumerate(loaded_runtimes()):
+            if path in self.configured:
+                continue
+            self.configured.add(path)
             with contextlib.suppress(OSError, AttributeError):
                 runtime = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
                 if kind == "ubsan":
                     _initialize_ubsan(runtime)
-                report_path = f"{self._prefix}-{kind}".encode()
-                runtime["__sanitizer_set_report_path"](report_path)
+                runtime["__sanitizer_set_report_path"](f"{self._prefix}-{kind}{index}".encode())
                 if kind == "asan":
                     runtime["__asan_set_error_report_callback"](self._callback)
 
@@ -193,7 +209,9 @@ class Reports:
             with contextlib.suppress(OSError):
                 data = json.dumps({pc: list(where) for pc, where in frames.items()})
                 Path(f"{self._prefix}-frames.{os.getpid()}").write_text(data)
-        if os.getpid() == self.owner:  # in-process: pytest ends here, say why on its stderr
+        if (
+            os.getpid() == self.owner and self.stderr >= 0
+        ):  # in-process: pytest ends here, say why on its stderr
             test = self.started.nodeid if self.started is not None else "?"
             message = MSG_ENDS_PYTEST.format(test=test, report=condense(symbolize(text, frames)))
             with contextlib.suppress(OSError):

@@ -138,6 +138,22 @@ def test_the_marker_turns_undefined_on(project: Project) -> None:
     result.stdout.fnmatch_lines(["*runtime error: signed integer overflow*"])
 
 
+def test_undefined_in_orcjit_compile_flags_loads_and_reports(project: Project) -> None:
+    project.write(
+        "test_compiled.py",
+        "def test_overflow(orcjit_session, orcjit_compile):\n"
+        "    obj = orcjit_compile('kernels/overflow.cc', cflags=['-fsanitize=undefined'])\n"
+        "    with orcjit_session.create_library('by_hand') as lib:\n"
+        "        lib.add(obj)\n"
+        "        lib.add_one(2**31 - 1)\n",
+    )
+    kernel_ini(project, "g++")
+    result = project.pytester.runpytest_subprocess("test_compiled.py")
+    # No option: the flag alone loads the runtime and sends its report to the test.
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"kernels/overflow.cc:{ADD_LINE}:*: runtime error: signed*"])
+
+
 def test_address_in_a_marker_alone_says_how_to_run(project: Project) -> None:
     project.write(
         "test_marked.py",
