@@ -1,6 +1,6 @@
 """Run every benchmark figure of pytest-orcjit and print one table.
 
-    python benchmarks/run.py [--quick] [--only load,call,compile,memory,isolation]
+    python benchmarks/run.py [--quick] [--only load,call,compile,memory,isolation,crash]
 
 Figures (each module's docstring says exactly what it measures):
 
@@ -13,8 +13,9 @@ Figures (each module's docstring says exactly what it measures):
 4. ``bench_memory``: JIT memory per library, RSS growth over 10,000 load/drop cycles
    and over 10,000 failing loads of each bad-input kind.
 
-``bench_isolation`` (forking each test), when present, runs last and prints its own
-table. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
+``bench_isolation`` (forking each test) and ``bench_crash_handler`` (what crash
+reports cost a passing test, on against off), when present, run last and print their
+own tables. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
 The machine is shared: CPU times are the figures to trust, wall times are noisy.
 """
 
@@ -31,7 +32,7 @@ import bench_load
 import bench_memory
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "isolation")
+FIGURES = ("load", "call", "compile", "memory", "isolation", "crash")
 
 
 def main() -> None:
@@ -57,6 +58,13 @@ def main() -> None:
         command = [sys.executable, str(isolation)]
         if quick:
             command += ["--tests", "100", "--repeat", "1"]
+        subprocess.run(command, check=False)
+    crash = Path(__file__).with_name("bench_crash_handler.py")
+    if "crash" in only and crash.exists():
+        print()
+        command = [sys.executable, str(crash)]
+        if quick:
+            command += ["--loads", "100", "--tests", "100", "--repeat", "1"]
         subprocess.run(command, check=False)
 
 

@@ -66,38 +66,6 @@ uintptr_t FaultingPc(void* context) {
 #endif
 }
 
-/// Hands a signal that is not ours to take to the handler installed before ours, as if ours had
-/// never been there. A default (or ignored) disposition is restored: a fault then happens again
-/// when the instruction is retried and ends the process as it would have; a signal that was
-/// sent is sent again, or dropped if it was ignored.
-void PassOn(int index, int signal, siginfo_t* info, void* context) {
-  const struct sigaction& previous = g_previous[index];
-  bool sent = info == nullptr || info->si_code <= 0;
-  bool has_function = (previous.sa_flags & SA_SIGINFO) != 0
-                          ? previous.sa_sigaction != nullptr
-                          : previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN;
-  if (!has_function) {
-    if (sent && previous.sa_handler == SIG_IGN) return;
-    struct sigaction default_action = {};
-    default_action.sa_handler = SIG_DFL;
-    sigemptyset(&default_action.sa_mask);
-    sigaction(signal, &default_action, nullptr);
-    if (sent) raise(signal);  // delivered when this handler returns and the signal is unblocked
-    return;
-  }
-  if ((previous.sa_flags & SA_NODEFER) != 0) {
-    sigset_t unblock;
-    sigemptyset(&unblock);
-    sigaddset(&unblock, signal);
-    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
-  }
-  if ((previous.sa_flags & SA_SIGINFO) != 0) {
-    previous.sa_sigaction(signal, info, context);
-  } else {
-    previous.sa_handler(signal);
-  }
-}
-
 void OnFault(int signal, siginfo_t* info, void* context) {
   int saved_errno = errno;
   // si_code > 0: the kernel raised the signal for an instruction of this thread. Signals sent
@@ -113,7 +81,7 @@ void OnFault(int signal, siginfo_t* info, void* context) {
   }
   int index = static_cast<int>(std::find(kSignals, kSignals + kNumSignals, signal) - kSignals);
   errno = saved_errno;
-  if (index < kNumSignals) PassOn(index, signal, info, context);
+  if (index < kNumSignals) PassOnSignal(g_previous[index], signal, info, context);
 }
 
 bool IsOurs(const struct sigaction& action) {
@@ -203,6 +171,33 @@ std::string Hex(uintptr_t value) {
 }
 
 }  // namespace
+
+void PassOnSignal(const struct sigaction& previous, int signal, siginfo_t* info, void* context) {
+  bool sent = info == nullptr || info->si_code <= 0;
+  bool has_function = (previous.sa_flags & SA_SIGINFO) != 0
+                          ? previous.sa_sigaction != nullptr
+                          : previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN;
+  if (!has_function) {
+    if (sent && previous.sa_handler == SIG_IGN) return;
+    struct sigaction default_action = {};
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    sigaction(signal, &default_action, nullptr);
+    if (sent) raise(signal);  // delivered when this handler returns and the signal is unblocked
+    return;
+  }
+  if ((previous.sa_flags & SA_NODEFER) != 0) {
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, signal);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+  }
+  if ((previous.sa_flags & SA_SIGINFO) != 0) {
+    previous.sa_sigaction(signal, info, context);
+  } else {
+    previous.sa_handler(signal);
+  }
+}
 
 std::string Fault::Describe() const {
   std::string what;

@@ -45,6 +45,13 @@ struct Fault {
   std::string Describe() const;
 };
 
+/// Hands `signal` to `previous`, the handler installed before a handler that does not take it,
+/// as if that handler had never been there. A default (or ignored) disposition is restored: a
+/// fault then happens again when the instruction is retried and ends the process as it would
+/// have; a signal that was sent is sent again, or dropped if it was ignored. For signal handlers
+/// (the fault guard's, the crash handler's).
+void PassOnSignal(const struct sigaction& previous, int signal, siginfo_t* info, void* context);
+
 /// Upper bound on threads inside FaultGuard::Call at the same time; more run unguarded.
 constexpr int kMaxGuardedThreads = 256;
 

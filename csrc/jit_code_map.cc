@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "compat.h"
+#include "crash_handler.h"
 
 namespace orcjit {
 
@@ -116,16 +117,18 @@ Table* MakeTable(const void* dylib, llvm::StringRef object,
   return table;
 }
 
-void Publish(Table* table) {
+/// Makes `table` visible to lookups; false when all slots are taken (it is unmapped then).
+bool Publish(Table* table) {
   std::lock_guard<std::mutex> lock(g_mutex);
   for (auto& slot : g_tables) {
     if (slot.load(std::memory_order_relaxed) == nullptr) {
       slot.store(table, std::memory_order_release);
       g_table_count.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return true;
     }
   }
   munmap(table, table->bytes);  // full: the graph is linked but not mapped
+  return false;
 }
 
 }  // namespace
@@ -163,12 +166,16 @@ bool HasJitCode() { return g_table_count.load(std::memory_order_relaxed) > 0; }
 void JitCodeMapPlugin::modifyPassConfig(llvm::orc::MaterializationResponsibility& mr,
                                         llvm::jitlink::LinkGraph& g,
                                         llvm::jitlink::PassConfiguration& config) {
+  if (!CrashReportsEnabled()) return;
   const void* dylib = &mr.getTargetJITDylib();
   // After fixups every symbol has its final address, and the graph is about to be finalized.
   config.PostFixupPasses.push_back([dylib](llvm::jitlink::LinkGraph& graph) {
     std::vector<Function> functions = CollectFunctions(graph);
     if (functions.empty()) return llvm::Error::success();
-    if (Table* table = MakeTable(dylib, graph.getName(), functions)) Publish(table);
+    if (Table* table = MakeTable(dylib, graph.getName(), functions)) {
+      // Code that can crash is mapped: from now on a crash of the process reports where it was.
+      if (Publish(table)) InstallCrashHandlerOnce();
+    }
     return llvm::Error::success();
   });
 }

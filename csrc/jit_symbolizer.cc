@@ -86,6 +86,9 @@ SourceLocation Locate(const JitFunction& function, uint64_t offset) {
       [](llvm::Error err) { llvm::consumeError(std::move(err)); });
   llvm::DILineInfoSpecifier spec(llvm::DILineInfoSpecifier::FileLineInfoKind::AbsoluteFilePath,
                                  llvm::DILineInfoSpecifier::FunctionNameKind::None);
+  // The line table, which knows sections apart (inlining information looked up by address does
+  // not, in an object file: every section starts at 0). Where code was inlined, this is the line
+  // of the inlined code.
   if (auto info = context->getLineInfoForAddress(*address, spec)) {
     if (info->FileName != llvm::DILineInfo::BadString && info->Line != 0) {
       location.file = info->FileName;

@@ -261,6 +261,35 @@ def prepare_fork() -> None:
     _ffi_api.prepare_fork()  # type: ignore[attr-defined]
 
 
+def describe_jit_address(address: int) -> str | None:
+    """Name the JIT code at ``address``: ``"NullWrite (kernels/misbehave.cc:14)"``.
+
+    With only a symbol table the offset and source file are given instead of
+    the line (``"NullWrite+0x3 (misbehave.cc)"``); ``None`` outside the code
+    of open libraries. A return address names the call after it: pass
+    ``address - 1`` for those. ``docs/debugging.md`` describes where names and
+    lines come from.
+    """
+    if not isinstance(address, int) or isinstance(address, bool) or address < 0:
+        raise TypeError(f"address must be a non-negative int, not {address!r}")
+    described = _ffi_api.describe_jit_address(address)  # type: ignore[attr-defined]
+    return None if described is None else str(described)
+
+
+def install_crash_handler(fd: int = 2, on_sigterm: bool = False) -> None:
+    """Make a crash of this process write where it happened to file descriptor ``fd``.
+
+    The process's first link installs it writing to fd 2; call this to write
+    elsewhere (the plugin passes the descriptor pytest's faulthandler writes
+    to) or to report SIGTERM too (a forked test's timeout). A fatal signal
+    then writes the signal, the fault address, the pc and the native stack,
+    JIT frames named as :func:`describe_jit_address` names them, before the
+    handlers installed earlier (Python's faulthandler) run. Installing again
+    puts it back on top of handlers installed since.
+    """
+    _ffi_api.install_crash_handler(fd, on_sigterm)  # type: ignore[attr-defined]
+
+
 def warm_objects(session: ExecutionSession, paths: Iterable[str | os.PathLike[str]]) -> None:
     """Link the object files at ``paths`` once, in a throwaway library whose code never runs.
 

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import signal
+import sys
 import time
 from typing import TYPE_CHECKING, Literal
 
@@ -28,10 +29,13 @@ if TYPE_CHECKING:
 CRASH_MESSAGE = "crashed with signal {name} ({description})"
 EXIT_MESSAGE = "exited with status {status} before reporting"
 TIMEOUT_MESSAGE = "timeout after {timeout:g} s"
+INTERRUPT_MESSAGE = "interrupted (Ctrl-C) while running; where the test was:"
 SERVER_MESSAGE = "the orcjit fork server exited unexpectedly (wait status {status})"
 STDERR_TAIL_HEADER = "last {lines} lines of stderr:"
 TAIL_LINES = 40
 FRAMES_KEPT = 12  # of each stack dump in the stderr tail
+NATIVE_REPORT_START = "orcjit: signal "  # csrc/crash_handler.h's kCrashReportStart
+_NATIVE_REPORT_LINES = ("native stack", "  #", "  ...", "  (")  # the lines after it
 
 _FRAME = re.compile(r'\s+File "(?P<path>[^"]*)", line \d+,? in ')
 _PYTEST_PATHS = (f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}", "<frozen runpy>")
@@ -43,6 +47,8 @@ _BOUNDARY_FILES = tuple(  # frames of the fork boundary, and all below them, are
 
 def describe(child: ChildRun) -> str:
     """Why the child did not report back, in one line."""
+    if child.interrupted:
+        return INTERRUPT_MESSAGE
     if child.timed_out:
         return TIMEOUT_MESSAGE.format(timeout=child.timeout)
     if child.status is None:
@@ -55,6 +61,21 @@ def describe(child: ChildRun) -> str:
             name = str(signum)
         return CRASH_MESSAGE.format(name=name, description=signal.strsignal(signum))
     return EXIT_MESSAGE.format(status=os.waitstatus_to_exitcode(child.status))
+
+
+def report_crashes_here(config: pytest.Config) -> None:
+    """Make a crash of the pytest process itself (``--orcjit-isolation=none``) show its stack.
+
+    Installs the native crash handler (``api.install_crash_handler``) on top,
+    writing where pytest's faulthandler writes, once the native core is loaded
+    (nothing runs JIT code before that). Cheap enough to call for every test.
+    """
+    if "pytest_orcjit._ffi_api" not in sys.modules:
+        return
+    from . import api
+
+    fd = pytest_internals.faulthandler_fd(config)
+    api.install_crash_handler(2 if fd is None else fd)
 
 
 def failure_reports(
@@ -80,11 +101,12 @@ def failure_reports(
         out, stderr = captured
         if out:
             sections.append((f"Captured stdout {when}", out))
-    lines = condense_frames((stderr + child.stderr_text()).splitlines())
+    native, rest = native_reports((stderr + child.stderr_text()).splitlines())
+    lines = condense_frames(rest)
     tail = lines[-TAIL_LINES:]
     if len(tail) < len(lines) and stderr:
         sections.append((f"Captured stderr {when}", stderr))
-    longrepr = describe(child)
+    longrepr = "\n".join([describe(child), *(["", *native] if native else [])])
     if tail:
         header = STDERR_TAIL_HEADER.format(lines=len(tail))
         longrepr = "\n".join([longrepr, "", header, *tail])
@@ -96,6 +118,7 @@ def failure_reports(
         pytest_internals.evaluate_xfail(item)
     call = pytest.CallInfo.from_call(lambda: pytest.fail(longrepr, pytrace=False), when)
     crash: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    _point_at_test(item, crash)
     stop = time.time()
     crash.sections = [*crash.sections, *sections]
     crash.duration, crash.start, crash.stop = child.duration, stop - child.duration, stop
@@ -114,6 +137,50 @@ def failure_reports(
         user_properties=crash.user_properties,
     )
     return [crash, teardown]
+
+
+def native_reports(lines: list[str]) -> tuple[list[str], list[str]]:
+    """Split the crash handler's reports (``csrc/crash_handler.h``) from the rest of stderr.
+
+    A report is a line starting with ``NATIVE_REPORT_START`` and the stack
+    lines after it; it goes to the top of the test's report, whole.
+    """
+    native: list[str] = []
+    rest: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith(NATIVE_REPORT_START):
+            inside = True
+            native.append(line)
+        elif inside and line.startswith(_NATIVE_REPORT_LINES):
+            native.append(line)
+        else:
+            inside = False
+            rest.append(line)
+    return native, rest
+
+
+def _point_at_test(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Make the report's crash location the test's own file and line, not the fork boundary's.
+
+    ``--tb=line`` prints that location; ``--tb=short`` gets it as the first
+    line of the message, as a failing assertion would show its line.
+    """
+    reprcrash = getattr(report.longrepr, "reprcrash", None)
+    path, lineno = _test_location(item)
+    if reprcrash is not None:
+        reprcrash.path, reprcrash.lineno = path, lineno
+    if item.config.getoption("tbstyle", "auto") != "short":
+        return
+    for entry in getattr(getattr(report.longrepr, "reprtraceback", None), "reprentries", ()):
+        if hasattr(entry, "lines"):
+            entry.lines[:0] = [f"{item.location[0]}:{lineno}: in {item.location[2]}"]
+
+
+def _test_location(item: pytest.Item) -> tuple[str, int]:
+    """The test's file (absolute, as pytest's own crash locations are) and its 1-based line."""
+    path, lineno, _ = item.reportinfo()
+    return os.fspath(path), (lineno or 0) + 1
 
 
 def condense_frames(lines: list[str]) -> list[str]:

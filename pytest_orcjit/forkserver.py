@@ -76,6 +76,8 @@ def serve(
             _serialize_a_report(start_item)
         from . import _ffi_api
 
+        # Children inherit it: a crash, a timeout or a Ctrl-C shows the native stack of the test.
+        _ffi_api.install_crash_handler(ends.stderr, True)  # type: ignore[attr-defined]
         serve_forks = _ffi_api.serve_forks  # type: ignore[attr-defined]
         serve_forks.release_gil = False  # nothing else runs here; a child returns holding it
         ranges = bytes(_ffi_api.writable_ranges())  # type: ignore[attr-defined]
@@ -117,10 +119,10 @@ def _run_job(
         if "random" in sys.modules:  # as os.fork()'s at-fork callback would
             sys.modules["random"].seed()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        index, timeout = JOB.unpack(job)
+        index, _timeout = JOB.unpack(job)
         item = start_item if index < 0 else start_item.session.items[index]
         write_all(ends.messages, PID.pack(os.getpid()))
-        status = _child_main(item, ends, tee, timeout > 0, warning_filters)
+        status = _child_main(item, ends, tee, warning_filters)
         if learn >= 0:
             with contextlib.suppress(OSError):
                 copied = _ffi_api.copied_pages(ranges, WARM_BATCH)  # type: ignore[attr-defined]
@@ -204,17 +206,16 @@ def _register_child_plugin(session: pytest.Session) -> None:
     pytest_internals.keep_only_log_reporters(session.config, (plugin, session))
 
 
-def _child_main(
-    item: pytest.Item, ends: Ends, redirect: bool, dump_on_term: bool, warning_filters: list[Any]
-) -> int:
+def _child_main(item: pytest.Item, ends: Ends, redirect: bool, warning_filters: list[Any]) -> int:
     """The child: run the item's protocol, send its last message; returns the exit status."""
     stderr_fd = ends.stderr
     if redirect:
         os.dup2(stderr_fd, 2)
     if faulthandler.is_enabled():
         faulthandler.enable(file=stderr_fd, all_threads=True)
-    if dump_on_term:  # a timeout's SIGTERM shows where the test hangs, then kills
-        faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
+    # A timeout's or Ctrl-C's SIGTERM shows where the test hangs (then the native stack,
+    # csrc/crash_handler.h), then kills.
+    faulthandler.register(signal.SIGTERM, file=stderr_fd, all_threads=True, chain=True)
     pytest_internals.borrow_parent_nodes(item.session)
     # The server may have been forked inside another item's warning context.
     pytest_internals.set_warning_filters(warning_filters)

@@ -37,6 +37,7 @@ from . import crash_reports, forkserver, pytest_internals
 from .protocol import JOB, STATUS, Ends, MessageReader, kill, read_into, write_all
 
 TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
+INTERRUPT_GRACE = 3.0  # seconds a child interrupted by Ctrl-C has to show where it was
 
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
 _SERVER = pytest.StashKey["ForkServer"]()
@@ -80,6 +81,8 @@ def run_forked(
             report = _teardown_parent(item, nextitem, report)
         ihook.pytest_runtest_logreport(report=report)
     end = run.end or {}
+    if run.interrupted:  # Ctrl-C here while the child ran: its report says where it was
+        raise KeyboardInterrupt(f"while running {item.nodeid}")
     if end.get("interrupted"):
         raise KeyboardInterrupt
     if end.get("exit"):
@@ -218,7 +221,14 @@ class ForkServer:
         start = time.monotonic()
         write_all(self.jobs_w, JOB.pack(index, timeout or 0.0))
         try:
-            self._wait(run)
+            try:
+                self._wait(run)
+            except KeyboardInterrupt:
+                self._read_messages(run)  # who took the job: its pid is not read until a wake-up
+                if run.pid is None or run.end is not None or run.status is not None:
+                    raise
+                run.interrupted = True
+                self._stop_interrupted(run)
         finally:
             if run.end is None and run.status is None and run.pid is not None:
                 kill(run.pid, signal.SIGKILL)  # KeyboardInterrupt or an error here
@@ -249,9 +259,7 @@ class ForkServer:
                 self._read_statuses()
             # After the statuses: a child that ended wrote all its messages before the server
             # could say so, and they are read here before its end is looked at.
-            while chunk := os.pread(self.messages, 1 << 20, len(run.messages)):
-                run.messages += chunk
-            if run.parse():
+            if self._read_messages(run):
                 return
             if run.pid is not None and run.pid in self.ended:
                 run.status = self.ended.pop(run.pid)  # what it sent in full is parsed
@@ -273,6 +281,44 @@ class ForkServer:
                     kill_signal = signal.SIGKILL
                 else:
                     deadline = None
+
+    def _read_messages(self, run: ChildRun) -> bool:
+        """Read what the child wrote to the messages file since; True once it sent its last."""
+        while chunk := os.pread(self.messages, 1 << 20, len(run.messages)):
+            run.messages += chunk
+        return run.parse()
+
+    def _stop_interrupted(self, run: ChildRun) -> None:
+        """After Ctrl-C: have the child show where it is (SIGTERM), and wait for it to end.
+
+        Its dumps (csrc/crash_handler.h, faulthandler) end up in its stderr
+        tail; after ``INTERRUPT_GRACE`` seconds, or another Ctrl-C, it is
+        killed as it is.
+        """
+        assert run.pid is not None
+        kill(run.pid, signal.SIGTERM)
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        poller = select.poll()
+        for fd in (self.stderr_r, self.status_r):
+            poller.register(fd, select.POLLIN)
+        try:
+            while run.pid not in self.ended and self.exit_status is None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                ready = {fd for fd, _ in poller.poll(wait * 1000)}
+                if self.stderr_r in ready:
+                    run.read_stderr(self.stderr_r)
+                if self.status_r in ready:
+                    self._read_statuses()
+        except KeyboardInterrupt:
+            pass
+        while run.read_stderr(self.stderr_r) > 0:
+            pass
+        run.status = self.ended.pop(run.pid, None)
+        if run.status is None:
+            kill(run.pid, signal.SIGKILL)
+            run.status = signal.SIGKILL  # a wait status: killed by SIGKILL
 
     def _read_statuses(self) -> None:
         data = bytearray()
@@ -304,6 +350,7 @@ class ChildRun:
         self.status: int | None = None  # wait status, if it ended without reporting
         self.server_status: int | None = None  # wait status of the server, if it died
         self.timed_out = False
+        self.interrupted = False  # by Ctrl-C in the pytest process
         self.duration = 0.0
         # Serialized, each sent once it was logged, and whether it was an extra one (a subtest).
         self.reports: list[tuple[dict[str, Any], bool]] = []

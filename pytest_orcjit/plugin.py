@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import error_sources, kernel_libraries, pytest_internals, sanitize, settings
+from . import (
+    crash_reports,
+    error_sources,
+    kernel_libraries,
+    pytest_internals,
+    sanitize,
+    settings,
+)
 from .compile_step import (
     MSG_SUMMARY,
     builder,
@@ -133,6 +140,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     resolved = item_settings(item)
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
+        crash_reports.report_crashes_here(item.config)
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
     warm = _prepare_libraries(item, then=_prepare_children(item))
     from . import isolation
@@ -374,6 +382,7 @@ def jit_session(config: pytest.Config) -> ExecutionSession:
 
         state.session = create_session()
         state.generation += 1
+        crash_reports.report_crashes_here(config)  # the core is loaded now
     return state.session
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "borrow_parent_nodes",
     "captured",
     "evaluate_xfail",
+    "faulthandler_fd",
     "fixture_defs",
     "flush",
     "hold_session_fixture",
@@ -146,6 +147,19 @@ def read_global_capture(config: pytest.Config) -> tuple[str, str] | None:
         return None
     out, err = capman.read_global_capture()
     return out, err
+
+
+def faulthandler_fd(config: pytest.Config) -> int | None:
+    """The descriptor pytest's faulthandler plugin writes to (its dup of the real stderr).
+
+    ``_pytest.faulthandler.fault_handler_stderr_fd_key`` (pytest >= 7); None
+    where pytest has no such key or the plugin is off.
+    """
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+    except ImportError:
+        return None
+    return config.stash.get(fault_handler_stderr_fd_key, None)
 
 
 def evaluate_xfail(item: pytest.Item) -> None:
