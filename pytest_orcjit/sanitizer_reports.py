@@ -58,7 +58,7 @@ def condense(text: str) -> str:
             skipping_shadow = True
             out.append("(shadow bytes left out)")
             continue
-        if skipping_shadow and (line.startswith((" ", "Shadow byte legend")) or not line):
+        if skipping_shadow and (line.startswith((" ", "=>", "Shadow byte legend")) or not line):
             continue
         skipping_shadow = False
         frame = _FRAME.match(line)

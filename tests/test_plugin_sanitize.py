@@ -84,10 +84,13 @@ def test_address_reports_the_overflow_naming_the_kernel(
             "*ERROR: AddressSanitizer: heap-buffer-overflow*",
             f"    #0 0x* in Vadd kernels/overflow.cc:{WRITE_LINE}",
             "    ... * more frames (the Python interpreter's)",
+            "(shadow bytes left out)",
+            "*==ABORTING",
             "FAILED test_kernels.py::test_vadd_past_the_end*",
         ]
     )
     result.stdout.no_fnmatch_line("*<unknown module>*")
+    result.stdout.no_fnmatch_line("*Shadow byte legend*")
 
 
 @pytest.mark.parametrize("cxx", COMPILERS)
@@ -269,3 +272,28 @@ def test_loading_the_asan_runtime_late_is_refused_not_fatal() -> None:
         api.load_shared_library("asan", "g++")
     with pytest.raises(ValueError, match="must be the first library"):
         shared_libraries.find(sanitize.address_runtime(["g++"]))
+
+
+def test_condense_leaves_out_the_interpreter_and_the_shadow_bytes() -> None:
+    text = (
+        "    #0 0x10 in Vadd kernels/vadd.cc:12\n"
+        "    #1 0x20 in _PyObject_MakeTpCall Objects/call.c:214\n"
+        "    #2 0x30 in _PyEval_EvalFrameDefault Python/ceval.c:4769\n"
+        "    #3 0x40 in _start (/usr/bin/python3+0x1080)\n"
+        "\n"
+        "SUMMARY: AddressSanitizer: heap-buffer-overflow kernels/vadd.cc:12 in Vadd\n"
+        "Shadow bytes around the buggy address:\n"
+        "  0x0c0680012890: fa fa 00 00\n"
+        "=>0x0c06800128a0: 00 00[fa]fa\n"
+        "Shadow byte legend (one shadow byte represents 8 application bytes):\n"
+        "  Addressable:           00\n"
+        "==4811==ABORTING"
+    )
+    assert sanitizer_reports.condense(text).splitlines() == [
+        "    #0 0x10 in Vadd kernels/vadd.cc:12",
+        "    ... 3 more frames (the Python interpreter's)",
+        "",
+        "SUMMARY: AddressSanitizer: heap-buffer-overflow kernels/vadd.cc:12 in Vadd",
+        "(shadow bytes left out)",
+        "==4811==ABORTING",
+    ]
