@@ -113,30 +113,24 @@ def test_undefined_reports_a_signed_overflow_with_file_and_line(
     assert sanitize.RESTARTED not in result.stdout.str()
 
 
+def run_marked(project: Project, marker: str, test: str, *args: str) -> pytest.RunResult:
+    """Run ``args`` where test_marked.py holds ``test`` (source) under ``orcjit(marker)``."""
+    project.write("test_marked.py", f"import pytest\n\n@pytest.mark.orcjit({marker})\n{test}")
+    return project.pytester.runpytest_subprocess(*args)
+
+
 def test_both_from_the_ini_and_the_marker_turns_them_off(project: Project) -> None:
-    project.write(
-        "test_marked.py",
-        "import pytest\n\n"
-        "@pytest.mark.orcjit(sanitize=[])\n"
-        "def test_plain_overflow(orcjit_lib):\n"
-        "    assert orcjit_lib.add_one(2**31 - 1) == -(2**31)\n",
-    )
     kernel_ini(project, "g++", "orcjit_sanitize = address,undefined")
-    result = project.pytester.runpytest_subprocess("-k", "overflow")
+    plain = "def test_plain_overflow(orcjit_lib):\n    assert orcjit_lib.add_one(2**31 - 1) < 0\n"
+    result = run_marked(project, "sanitize=[]", plain, "-k", "overflow")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["FAILED test_kernels.py::test_signed_overflow*"])
 
 
 def test_the_marker_turns_undefined_on(project: Project) -> None:
-    project.write(
-        "test_marked.py",
-        "import pytest\n\n"
-        "@pytest.mark.orcjit(sanitize='undefined')\n"
-        "def test_overflow(orcjit_lib):\n"
-        "    orcjit_lib.add_one(2**31 - 1)\n",
-    )
     kernel_ini(project, "g++")
-    result = project.pytester.runpytest_subprocess("test_marked.py")
+    test = "def test_overflow(orcjit_lib):\n    orcjit_lib.add_one(2**31 - 1)\n"
+    result = run_marked(project, "sanitize='undefined'", test, "test_marked.py")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*runtime error: signed integer overflow*"])
 
@@ -158,15 +152,9 @@ def test_undefined_in_orcjit_compile_flags_loads_and_reports(project: Project) -
 
 
 def test_address_in_a_marker_alone_says_how_to_run(project: Project) -> None:
-    project.write(
-        "test_marked.py",
-        "import pytest\n\n"
-        "@pytest.mark.orcjit(sanitize='address')\n"
-        "def test_needs_asan(orcjit_lib):\n"
-        "    pass\n",
-    )
     kernel_ini(project, "g++")
-    result = project.pytester.runpytest_subprocess("test_marked.py")
+    test = "def test_needs_asan(orcjit_lib):\n    pass\n"
+    result = run_marked(project, "sanitize='address'", test, "test_marked.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*" + sanitize.MSG_NOT_PRELOADED.split("{")[0] + "*"])
 
@@ -184,15 +172,9 @@ def test_a_misspelt_sanitizer_is_a_usage_error(project: Project, where: str) -> 
 
 
 def test_a_misspelt_marker_sanitizer_fails_its_test(project: Project) -> None:
-    project.write(
-        "test_marked.py",
-        "import pytest\n\n"
-        "@pytest.mark.orcjit(sanitize='adress')\n"
-        "def test_bad(orcjit_lib):\n"
-        "    pass\n",
-    )
     kernel_ini(project, "g++")
-    result = project.pytester.runpytest_subprocess("test_marked.py")
+    test = "def test_bad(orcjit_lib):\n    pass\n"
+    result = run_marked(project, "sanitize='adress'", test, "test_marked.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*invalid sanitizer 'adress' from marker on*one of address*"])
 
