@@ -75,13 +75,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """--orcjit-sanitize=address: restart pytest once, its runtime preloaded (``sanitize``)."""
-    try:
-        sanitizers = sanitize.parse(settings.pick(config, "sanitize"))
-    except ValueError as err:
-        raise pytest.UsageError(str(err)) from None
-    if "address" in sanitizers:
-        cxx = settings.pick(config, "cxx").value or find_cxx()
-        sanitize.restart_with_address_runtime(config, shlex.split(cxx))
+    picked, cxx = settings.pick(config, "sanitize"), settings.pick(config, "cxx").value
+    sanitize.restart_if_asked(config, picked, lambda: shlex.split(cxx or find_cxx()))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -121,16 +121,23 @@ def named(compile_flags: Iterable[str]) -> set[str]:
 # The runtimes: AddressSanitizer's by a restart, UBSan's as a shared library.
 
 
-def restart_with_address_runtime(config: pytest.Config, cxx: Sequence[str]) -> None:
-    """Restart pytest with the ASan runtime of ``cxx`` preloaded, unless it is loaded already.
+def restart_if_asked(
+    config: pytest.Config, picked: Picked, cxx: Callable[[], Sequence[str]]
+) -> None:
+    """Restart pytest with the ASan runtime of ``cxx()`` preloaded, if ``picked`` asks for ASan.
 
-    Raises pytest.UsageError where that cannot be done.
+    Nothing happens where the runtime is loaded already. Raises pytest.UsageError
+    for a bad value, and where the restart cannot be done.
     """
+    try:
+        sanitizers = parse(picked)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    if "address" not in sanitizers or address_loaded():
+        return
     if getattr(config.option, "help", False) or getattr(config.option, "version", False):
         return
-    if address_loaded():
-        return
-    runtime = os.environ.get(RESTARTED) or address_runtime(cxx)
+    runtime = os.environ.get(RESTARTED) or address_runtime(cxx())
     if os.environ.get(RESTARTED):
         raise pytest.UsageError(MSG_PRELOAD_FAILED.format(runtime=runtime))
     if list(config.invocation_params.args) != sys.argv[1:]:
