@@ -148,7 +148,17 @@ def restart_if_asked(
     env[RESTARTED] = runtime
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, *_interpreter_args()], env)
+
+
+def _interpreter_args() -> list[str]:
+    """The arguments this Python was started with (``-m pytest ...``, ``.../bin/pytest ...``)."""
+    if hasattr(sys, "orig_argv"):  # Python 3.10+
+        return list(sys.orig_argv[1:])
+    script, *args = sys.argv
+    if os.path.basename(script) == "__main__.py":  # python -m pytest
+        return ["-m", os.path.basename(os.path.dirname(script)), *args]
+    return [script, *args]
 
 
 def address_runtime(cxx: Sequence[str]) -> str:
