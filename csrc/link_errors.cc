@@ -22,6 +22,8 @@ struct KnownLibrary {
   const char* prefixes;  // of its symbols, separated by spaces; a prefix that ends in a letter
                          // matches only before an uppercase letter ("cuda" in "cudaMalloc")
   const char* names;     // whole names, separated by spaces
+  // What to do, where it is not "load it with --orcjit-libs <load>" (the sanitizer runtimes).
+  const char* how = nullptr;
 };
 
 // The two OpenMP runtimes first, then the OpenMP functions both define (DescribeLinkFailure).
@@ -38,6 +40,15 @@ constexpr KnownLibrary kKnownLibraries[] = {
      "coshf tanh tanhf exp expf exp2 exp2f expm1 expm1f log logf log2 log2f log10 log10f log1p "
      "log1pf pow powf sqrt sqrtf cbrt cbrtf hypot hypotf erf erff erfc erfcf lgamma lgammaf "
      "tgamma tgammaf fmod fmodf sincos sincosf"},
+    {"the AddressSanitizer runtime, which must be the first library of the process", "asan", false,
+     "__asan_", "",
+     "run pytest with --orcjit-sanitize=address (it restarts itself with the runtime preloaded), "
+     "or start Python with LD_PRELOAD=<the runtime> (clang++ -print-file-name="
+     "libclang_rt.asan-x86_64.so; g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0"},
+    {"the UndefinedBehaviorSanitizer runtime", "ubsan", false, "__ubsan_", "",
+     "compile with --orcjit-sanitize=undefined or -fsanitize=undefined through the plugin's flags "
+     "(either loads it), or load the compiler's with pytest_orcjit.load_shared_library: \"ubsan\" "
+     "for gcc, \"libclang_rt.ubsan_standalone-x86_64.so\" for clang"},
 };
 
 bool InList(llvm::StringRef list, llvm::StringRef symbol, bool prefixes) {
@@ -158,6 +169,10 @@ std::string DescribeLinkFailure(llvm::Error err, const llvm::orc::JITDylib* dyli
   }
   for (const auto& [library, symbols] : known) {
     std::string part = DescribeUndefined(symbols, files) + " (" + library->what + "): ";
+    if (library->how != nullptr) {
+      parts.push_back(part + library->how);
+      continue;
+    }
     if (library->openmp) part += "compile with -fopenmp through the plugin's flags, or ";
     parts.push_back(part + "load it with --orcjit-libs " + library->load +
                     " / pytest_orcjit.load_shared_library(\"" + library->load + "\")");

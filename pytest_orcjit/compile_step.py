@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from . import error_sources, kernel_libraries
+from . import error_sources, kernel_libraries, sanitize
 from .cache import CacheWarning
 from .compiler import (
     CUDA_SUFFIXES,
@@ -60,7 +60,11 @@ def units_of(item: pytest.Item) -> list[Unit]:
     resolved = item_settings(item)
     if isinstance(resolved, str) or "orcjit_objects" not in getattr(item, "fixturenames", ()):
         return []
-    return [Unit(source, resolved.flags) for source in resolved.sources]
+    sanitized = (*sanitize.flags(resolved.sanitize.value), *resolved.flags)
+    return [
+        Unit(source, resolved.flags if source.suffix in CUDA_SUFFIXES else sanitized)
+        for source in resolved.sources
+    ]
 
 
 def compile_units(config: pytest.Config, units: Sequence[Unit]) -> dict[Unit, Outcome]:
@@ -108,7 +112,11 @@ def libraries_of(item: pytest.Item) -> list[kernel_libraries.Needed]:
         b = builder(item.config)
         return {b.cc if unit.source.suffix == ".c" else b.cxx for unit in units_of(item)} or {b.cxx}
 
-    flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
+    flags = [
+        *sanitize.flags(resolved.sanitize.value),
+        *item.config.stash[STATE].settings.cflags,
+        *resolved.flags,
+    ]
     needed = kernel_libraries.needed(resolved.libs, cxx_command(item.config), flags, compilers)
     if any(unit.source.suffix in CUDA_SUFFIXES for unit in units_of(item)):
         from . import cuda  # CUDA objects register their fatbins with the CUDA runtime
@@ -143,15 +151,24 @@ def objects_of(item: pytest.Item) -> list[Path]:
 
 
 def compile_for_test(
-    config: pytest.Config, base: Path, source: Any, cflags: Sequence[str], language: str
+    config: pytest.Config,
+    base: Path,
+    source: Any,
+    cflags: Sequence[str],
+    language: str,
+    sanitizers: Sequence[str] = (),
 ) -> Path:
     """What ``orcjit_compile(source, cflags, language)`` does for a test in ``base``.
 
-    Loads the runtimes the flags call for (``-fopenmp``); a forked test tells
-    the pytest process what it compiled (``report_child_stats``).
+    Loads the runtimes the flags call for (``-fopenmp``, ``-fsanitize=undefined``);
+    a forked test tells the pytest process what it compiled (``report_child_stats``).
+    ``sanitizers`` are the test's (``pytest_orcjit.sanitize``); .cu sources get none.
     """
     __tracebackhide__ = True  # a failed compile shows the test's line, then the diagnostics
     flags = split_flags(Picked(cflags, "orcjit_compile(cflags=...)"), "cflags")
+    is_text = isinstance(source, str) and "\n" in source
+    if not (language == "cuda" if is_text else str(source).endswith(CUDA_SUFFIXES)):
+        flags = (*sanitize.flags(sanitizers), *flags)
     state, built = config.stash[STATE], builder(config)
     before = Stats()
     before.add(built.stats)

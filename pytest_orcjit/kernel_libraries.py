@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Callable
 
-from . import shared_libraries
+from . import sanitize, shared_libraries
 from .compiler import Compiler, openmp_runtime
 from .settings import MSG_LIBRARY, Picked
 
@@ -35,10 +35,10 @@ def needed(
 
 
 def runtimes(flags: Sequence[str], compilers: Callable[[], Iterable[Compiler]]) -> list[Needed]:
-    """The OpenMP runtimes that objects compiled with ``flags`` by ``compilers()`` call.
+    """The OpenMP and UBSan runtimes that objects compiled with ``flags`` by ``compilers()`` call.
 
     ``compilers`` gives the compilers of the test's sources; it is called only
-    when ``flags`` name ``-fopenmp``.
+    when ``flags`` name ``-fopenmp`` or a UBSan check (``sanitize.undefined_runtimes``).
     """
     found = []
     if any(flag.startswith("-fopenmp") for flag in flags):
@@ -46,7 +46,7 @@ def runtimes(flags: Sequence[str], compilers: Callable[[], Iterable[Compiler]]) 
             runtime = openmp_runtime(compiler, flags)
             if runtime is not None:
                 found.append((runtime, compiler.command, f"-fopenmp of {compiler.command[0]}"))
-    return found
+    return found + sanitize.undefined_runtimes(flags, compilers)
 
 
 def check(libs: Picked, cxx: Sequence[str]) -> None:

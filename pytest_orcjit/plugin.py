@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shlex
 import shutil
 import tempfile
 import warnings
@@ -29,7 +30,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from . import coverage, crash_reports, error_sources, kernel_libraries, pytest_internals, settings
+from . import (
+    coverage,
+    crash_reports,
+    error_sources,
+    kernel_libraries,
+    pytest_internals,
+    sanitize,
+    settings,
+)
 from .compile_step import (
     MSG_SUMMARY,
     builder,
@@ -42,7 +51,7 @@ from .compile_step import (
     show_failure,
     units_of,
 )
-from .compiler import Stats, tvm_ffi_version
+from .compiler import Stats, find_cxx, tvm_ffi_version
 from .run_state import STATE, State, item_settings
 
 if TYPE_CHECKING:
@@ -65,12 +74,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     coverage.addoptions(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """--orcjit-sanitize=address: restart pytest once, its runtime preloaded (``sanitize``)."""
+    picked, cxx = settings.pick(config, "sanitize"), settings.pick(config, "cxx").value
+    sanitize.restart_if_asked(config, picked, lambda: shlex.split(cxx or find_cxx()))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", settings.MARKER_HELP)
     state = State(settings.session_settings(config))
     config.stash[STATE] = state
     if state.settings.perf_map:  # read by the native core when the session is created
         os.environ[settings.PERF_MAP_ENV] = "1"
+    sanitize.configure(config, state.pid)
     if state.settings.configured:
         builder(config)  # a bad compiler is a usage error before any test runs
     coverage.configure(config, functools.partial(builder, config))  # if --orcjit-coverage
@@ -213,6 +230,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         kernel_libraries.load(libraries_of(item))
     except ValueError as err:
         pytest.fail(str(err), pytrace=False)
+    flags = [*item.config.stash[STATE].settings.cflags, *resolved.flags]
+    sanitize.start(item, *sanitize.of_test(resolved.sanitize, flags))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -225,6 +244,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if error is not None:
         sources = item.config.stash[STATE].sources
         error_sources.name_sources(error, sources, item.config.rootpath)
+    resolved = item_settings(item)
+    forked = (
+        os.getpid() == item.config.stash[STATE].pid and getattr(resolved, "isolation", "") == "fork"
+    )
+    sanitize.fail_on_report(item, call, forked)
     report = yield
     if isinstance(error, AttributeError) and "none of its objects (none)" in str(error):
         resolved = item_settings(item)
@@ -234,6 +258,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    sanitize.finish(session.config)  # here: an xdist worker may not live to pytest_unconfigure
     workeroutput = getattr(session.config, "workeroutput", None)
     state = session.config.stash.get(STATE, None)
     if workeroutput is not None and state is not None:
@@ -334,10 +359,14 @@ def orcjit_compile(request: pytest.FixtureRequest) -> Callable[..., Path]:
     raises ``pytest_orcjit.compiler.CompileError`` with the diagnostics.
     """
     config, base = request.config, request.node.path.parent
+    resolved = item_settings(request.node)
+    sanitizers = () if isinstance(resolved, str) else resolved.sanitize.value
 
     def compile_one(source: Any, cflags: Sequence[str] = (), language: str = "c++") -> Path:
         __tracebackhide__ = True  # a failed compile shows the test's line, then the diagnostics
-        return compile_for_test(config, base, source, cflags, language)
+        compiled = compile_for_test(config, base, source, cflags, language, sanitizers)
+        sanitize.after_compile(request.node, cflags)
+        return compiled
 
     return compile_one
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from . import sanitize
 from .compiler import DEFAULT_STD
 from .validators import (
     ISOLATIONS,
@@ -82,9 +83,10 @@ PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
 """Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
-    "isolation=None): the test's library holds exactly these sources (relative to the test "
-    "file's directory), compiled with these extra flags; libs, timeout and isolation "
-    "override --orcjit-libs, --orcjit-timeout and --orcjit-isolation"
+    "isolation=None, sanitize=None): the test's library holds exactly these sources (relative "
+    "to the test file's directory), compiled with these extra flags; libs, timeout, isolation "
+    "and sanitize override --orcjit-libs, --orcjit-timeout, --orcjit-isolation and "
+    "--orcjit-sanitize"
 )
 
 MSG_SPACE_FORM = (
@@ -102,7 +104,7 @@ CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
 PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
 """Options whose value may be a path (which must follow '=' on the command line)."""
-MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation")
+MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation", "sanitize")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
@@ -126,6 +128,7 @@ OPTIONS = (
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
     ("perf_map", HELP_PERF_MAP, "bool"),
+    ("sanitize", sanitize.HELP_SANITIZE, "string"),
 )
 
 
@@ -176,6 +179,8 @@ class SessionSettings:
     cuda_archs: tuple[str, ...] | None
     cuda_device: int
     perf_map: bool
+    sanitize: tuple[str, ...]
+    """The sanitizers kernels are compiled with (``pytest_orcjit.sanitize``)."""
 
     @property
     def configured(self) -> bool:
@@ -196,6 +201,8 @@ class ItemSettings:
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
     libs: Picked
+    sanitize: Picked
+    """The sanitizers of the test's kernels, and where they were asked for."""
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -243,6 +250,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
         perf_map=bool(pick(config, "perf_map").value),
+        sanitize=sanitize.parse(pick(config, "sanitize")),
     )
 
 
@@ -292,4 +300,17 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         sources=sources,
         flags=flags,
         libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
+        sanitize=item_sanitizers(found.get("sanitize"), session.sanitize, config_origin(item)),
     )
+
+
+def config_origin(item: pytest.Item) -> str:
+    """Where the session's sanitizers come from (--orcjit-sanitize, ini orcjit_sanitize)."""
+    return pick(item.config, "sanitize").origin
+
+
+def item_sanitizers(marker: Picked | None, session: tuple[str, ...], origin: str) -> Picked:
+    """The marker's ``sanitize=`` if it has one, else the session's, with where they came from."""
+    if marker is None:
+        return Picked(session, origin)
+    return Picked(sanitize.parse(marker), marker.origin)

@@ -34,13 +34,19 @@ MSG_NOT_FOUND = (
     "--orcjit-libs /path/to/{file})"
 )
 MSG_NO_FILE = "the shared library {path!r} does not exist; check the path"
+MSG_ASAN_LATE = (
+    "cannot load {path!r}: the AddressSanitizer runtime must be the first library of the process, "
+    "and loading it now would end the process; run pytest with --orcjit-sanitize=address (it "
+    "restarts itself with the runtime preloaded), or start Python with LD_PRELOAD={path}"
+)
 MSG_TYPE = "load_shared_library takes a library name (such as 'gomp') or a path, not {type}"
 
 _ELF_MAGIC = b"\x7fELF"
+_ASAN_RUNTIME = re.compile(r"lib(?:asan|clang_rt\.asan-[\w-]+)\.so[.\d]*")
 _found: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
 
-def find(name_or_path: str | os.PathLike[str], compiler: Compiler = None) -> list[str]:
+def locate(name_or_path: str | os.PathLike[str], compiler: Compiler = None) -> list[str]:
     """The files to load for ``name_or_path``, the library itself first; ValueError if none.
 
     A name with no ``/`` is searched for (``"gomp"``, ``"libgomp"`` and
@@ -61,6 +67,23 @@ def find(name_or_path: str | os.PathLike[str], compiler: Compiler = None) -> lis
     if key not in _found:
         _found[key] = _expand(_search(given, command))
     return _found[key]
+
+
+def find(name_or_path: str | os.PathLike[str], compiler: Compiler = None) -> list[str]:
+    """The files to load now for ``name_or_path`` (:func:`locate`); ValueError if none.
+
+    An AddressSanitizer runtime that the process did not load first is refused
+    (ValueError): loading it would end the process.
+    """
+    return _refuse_late_asan(locate(name_or_path, compiler))
+
+
+def _refuse_late_asan(files: list[str]) -> list[str]:
+    """``files``; ValueError if one is an AddressSanitizer runtime the process does not have."""
+    asan = [path for path in files if _ASAN_RUNTIME.fullmatch(os.path.basename(path))]
+    if asan and not hasattr(ctypes.CDLL(None), "__asan_init"):
+        raise ValueError(MSG_ASAN_LATE.format(path=asan[0]))
+    return files
 
 
 def _search(name: str, compiler: list[str]) -> str:
