@@ -1,6 +1,6 @@
 """Run every benchmark figure of pytest-orcjit and print one table.
 
-    python benchmarks/run.py [--quick] [--only load,call,compile,memory,isolation]
+    python benchmarks/run.py [--quick] [--only load,call,compile,memory,suite,isolation]
 
 Figures (each module's docstring says exactly what it measures):
 
@@ -12,6 +12,9 @@ Figures (each module's docstring says exactly what it measures):
    started by a warm rerun, plugin start-up against plain pytest;
 4. ``bench_memory``: JIT memory per library, RSS growth over 10,000 load/drop cycles
    and over 10,000 failing loads of each bad-input kind.
+5. ``bench_suite``: example_project's kernel tests run warm forked, in-process and
+   through a shared library of the same sources; fork's overhead per test against a bare
+   fork round trip, and its CPU per test with ``-n 2`` against a round trip's.
 
 ``bench_isolation`` (forking each test), when present, runs last and prints its own
 table. ``--quick`` cuts loads, cycles and repeats for a fast look, not for figures.
@@ -29,9 +32,10 @@ import bench_call
 import bench_compile
 import bench_load
 import bench_memory
+import bench_suite
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "isolation")
+FIGURES = ("load", "call", "compile", "memory", "suite", "isolation")
 
 
 def main() -> None:
@@ -50,6 +54,8 @@ def main() -> None:
         rows += bench_compile.figures(repeat=1 if quick else 3)
     if "memory" in only:
         rows += bench_memory.figures(cycles=500 if quick else 10000)
+    if "suite" in only:
+        rows += bench_suite.figures(repeat=1 if quick else 3)
     print_table(rows)
     isolation = Path(__file__).with_name("bench_isolation.py")
     if "isolation" in only and isolation.exists():

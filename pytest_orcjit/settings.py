@@ -76,9 +76,11 @@ HELP_LIBS = (
 )
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
-    "isolation=None): the test's library holds exactly these sources (relative to the test "
-    "file's directory), compiled with these extra flags; libs, timeout and isolation "
-    "override --orcjit-libs, --orcjit-timeout and --orcjit-isolation"
+    "isolation=None, own_load=False): the test's library holds exactly these sources (relative "
+    "to the test file's directory), compiled with these extra flags; libs, timeout and "
+    "isolation override --orcjit-libs, --orcjit-timeout and --orcjit-isolation; own_load=True: "
+    "a forked test links its objects and runs their static constructors itself, not once in "
+    "the fork server"
 )
 
 MSG_SPACE_FORM = (
@@ -96,7 +98,7 @@ CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
 PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
 """Options whose value may be a path (which must follow '=' on the command line)."""
-MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation")
+MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation", "own_load")
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
@@ -185,6 +187,8 @@ class ItemSettings:
     sources: tuple[Path, ...]
     flags: tuple[str, ...]
     libs: Picked
+    own_load: bool = False
+    """Whether a forked test links its library itself rather than take the fork server's."""
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -280,4 +284,11 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         sources=sources,
         flags=flags,
         libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
+        own_load=_own_load(found.get("own_load", Picked(False, ""))),
     )
+
+
+def _own_load(picked: Picked) -> bool:
+    """The marker's ``own_load``: True or False."""
+    is_bool = lambda value: isinstance(value, bool)  # noqa: E731
+    return bool(check(picked, picked.value, "own_load", is_bool, "True or False"))
