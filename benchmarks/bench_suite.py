@@ -147,7 +147,6 @@ def run(root: Path, mode: str, workers: int, so: Path) -> dict[str, float]:
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir()
     env = dict(os.environ, BENCH_RESULT=str(results))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("BENCH_SO", None)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"]
     if mode == "so":

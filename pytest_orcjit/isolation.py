@@ -44,6 +44,7 @@ SERVERS = 4
 sets of objects alternate each find their server running; a fifth set stops the one used least
 recently."""
 _SERVERS = pytest.StashKey["dict[Hashable, ForkServer]"]()
+_UNPREPARED = pytest.StashKey["set[Hashable]"]()
 _POSITIONS = pytest.StashKey[dict[pytest.Item, int]]()
 
 
@@ -55,6 +56,7 @@ def run_forked(
     warning_filters: list[Any],
     warm: Callable[[], object] | None = None,
     key: Hashable = None,
+    fallback: Callable[[], object] | None = None,
 ) -> bool:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
@@ -64,7 +66,8 @@ def run_forked(
     test, which the child starts from; ``warm``, if given, is what a new fork
     server calls before its first fork (it links the item's objects once, see
     :mod:`pytest_orcjit.forkserver`); ``key`` names what ``warm`` prepares
-    (the item's library), and items of one key share a server. Returns
+    (the item's library), and items of one key share a server; ``fallback``
+    replaces ``warm``, without a key, once preparing it killed a server. Returns
     whether the child symbolized a C++ backtrace (see
     :mod:`pytest_orcjit.forkserver`). Never raises for what
     happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
@@ -72,7 +75,15 @@ def run_forked(
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    unprepared = item.config.stash.setdefault(_UNPREPARED, set())
+    if key in unprepared:
+        warm, key = fallback, None
     run = _server_for(item, generation, warning_filters, warm, key).run(item, timeout)
+    if run.pid is None and run.server_status is not None and key is not None:
+        # The server died before it handed the job out: preparing its library killed it (a
+        # static constructor that exits or aborts). Tests of that set link their own from now on.
+        unprepared.add(key)
+        run = _server_for(item, generation, warning_filters, fallback, None).run(item, timeout)
     config = item.config
     reports = [
         (config.hook.pytest_report_from_serializable(config=config, data=data), extra)

@@ -121,8 +121,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if isinstance(resolved, str) or resolved.isolation != "fork":
         state.generation += 1  # whatever it changes here, later forked tests inherit
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
-    then, key = _prepare_children(item)
+    then, key, plain = _prepare_children(item)
     warm = _prepare_libraries(item, then=then)
+    fallback = _prepare_libraries(item, then=plain) if key is not None else None
     from . import isolation
 
     state.forked = True
@@ -131,7 +132,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         os.close(fd)
         state.children_stats = Path(name)
     backtraced = isolation.run_forked(
-        item, nextitem, resolved.timeout, state.generation, state.warning_filters, warm, key
+        item,
+        nextitem,
+        resolved.timeout,
+        state.generation,
+        state.warning_filters,
+        warm,
+        key,
+        fallback,
     )
     if backtraced:  # so that later children find the symbolizer built
         with contextlib.suppress(Exception):
@@ -141,14 +149,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def _prepare_children(
     item: pytest.Item,
-) -> tuple[Callable[[], object] | None, PreparedKey | None]:
+) -> tuple[Callable[[], object] | None, PreparedKey | None, Callable[[], object] | None]:
     """Do here, once, what each forked child of ``item`` would otherwise do again.
 
     Compiles the item's objects, makes the run's JIT session and sets up the
     plugin's ``orcjit_session`` fixture: children inherit all three. Returns
     what a new fork server is to call before its first fork (None: nothing),
-    and the key of the library it prepares (None: none, the server is shared
-    by every such item). Where the item's ``orcjit_lib`` can start linked
+    the key of the library it prepares (None: none, the server is shared by
+    every such item), and what to call instead where preparing it killed the
+    server (it only warms the objects). Where the item's ``orcjit_lib`` can start linked
     (``_links_itself``), the server links it and runs its constructors
     (``_prepare_library``); otherwise it links the objects once in a throwaway
     library (``api.warm_objects``), which later links start from.
@@ -162,22 +171,23 @@ def _prepare_children(
                 show_failure(item, unit)  # the child learns which test shows the diagnostics
         objects = [o.object for o in outcomes.values() if o.object is not None]
     if "orcjit_session" not in fixtures:
-        return None, None
+        return None, None, None
     try:
         session = jit_session(item.config)
     except Exception:
-        return None, None  # the child's orcjit_session fixture raises it again, as the test's error
+        return None, None, None  # the child's orcjit_session fixture raises it, as the test's error
     if _own_fixture(item, "orcjit_session"):  # not a conftest's override
         with contextlib.suppress(Exception):
             pytest_internals.hold_session_fixture(item, "orcjit_session")
     if not objects or not _own_fixture(item, "orcjit_lib"):
-        return None, None
-    if _links_itself(item):
-        from .api import warm_objects
+        return None, None, None
+    from .api import warm_objects
 
-        return functools.partial(warm_objects, session, objects), None
+    plain = functools.partial(warm_objects, session, objects)
+    if _links_itself(item):
+        return plain, None, plain
     key = (tuple(objects), tuple(repr(needed) for needed in libraries_of(item)))
-    return functools.partial(_prepare_library, item.config, session, key), key
+    return functools.partial(_prepare_library, item.config, session, key), key, plain
 
 
 def _links_itself(item: pytest.Item) -> bool:

@@ -241,3 +241,39 @@ def test_after(orcjit_lib):
     servers = [event for event, _ in events if event.startswith("server")]
     assert len(servers) == 2 and servers[0] == servers[1]
     assert len(events_of(events, "construct")) == 1
+
+
+def test_a_constructor_that_exits_fails_each_test_as_it_did(project: Project) -> None:
+    # Preparing the library kills its fork server: that set then links in each test's child,
+    # where the constructor's exit fails the test as it would have without a prepared library.
+    project.write(
+        "kernels/leaves.c",
+        "#include <stdlib.h>\n__attribute__((constructor)) static void leave(void) { exit(3); }\n",
+    )
+    project.write(
+        "test_leaves.py",
+        """
+import pytest
+
+leaves = pytest.mark.orcjit(sources=["kernels/leaves.c", "kernels/ops.cc"])
+
+@leaves
+def test_leaves(orcjit_lib):
+    orcjit_lib.which()
+
+@leaves
+def test_leaves_again(orcjit_lib):
+    orcjit_lib.which()
+
+def test_ops(orcjit_lib):
+    assert orcjit_lib.bump_counter() == 1
+""",
+    )
+    result = project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            f"FAILED *test_leaves{name} - *exited with status 3 before reporting"
+            for name in ("", "_again")
+        ]
+    )
