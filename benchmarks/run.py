@@ -16,7 +16,10 @@ Figures (each module's docstring says exactly what it measures):
 5. ``bench_debuginfo``: figure 1's load of ``-g`` objects (and of objects without
    ``-g``) with GDB JIT registration on against off;
 6. ``bench_coverage``: example_project's run time with ``--orcjit-coverage`` against
-   without, warm and cold.
+   without, warm and cold;
+7. ``bench_suite``: example_project's kernel tests run warm forked, in-process and
+   through a shared library of the same sources; fork's overhead per test against a bare
+   fork round trip, and its CPU per test with ``-n 2`` against a round trip's.
 
 ``bench_isolation`` (forking each test) and ``bench_crash_handler`` (what crash
 reports cost a passing test, on against off), when present, run last and print their
@@ -37,9 +40,20 @@ import bench_coverage
 import bench_debuginfo
 import bench_load
 import bench_memory
+import bench_suite
 from common import Row, print_table
 
-FIGURES = ("load", "call", "compile", "memory", "debuginfo", "coverage", "isolation", "crash")
+FIGURES = (
+    "load",
+    "call",
+    "compile",
+    "memory",
+    "debuginfo",
+    "coverage",
+    "suite",
+    "isolation",
+    "crash",
+)
 
 
 def main() -> None:
@@ -62,6 +76,8 @@ def main() -> None:
         rows += bench_debuginfo.figures(loads=100 if quick else 300, repeat=2 if quick else 4)
     if "coverage" in only:
         rows += bench_coverage.figures(repeat=1 if quick else 3)
+    if "suite" in only:
+        rows += bench_suite.figures(repeat=1 if quick else 3)
     print_table(rows)
     isolation = Path(__file__).with_name("bench_isolation.py")
     if "isolation" in only and isolation.exists():

@@ -56,6 +56,9 @@ class LibraryObj : public tvm::ffi::Object {
   ~LibraryObj();
 
   const std::string& name() const { return name_; }
+  /// Names the library in messages from now on (a library linked in the fork server takes the
+  /// name of each forked test that uses it). Not while another thread uses the library.
+  void Rename(std::string name) { name_ = std::move(name); }
   /// After close, what the library keeps for the type reflection it registered (see
   /// ffi_registrations.h), or 0.
   size_t jit_memory() const {

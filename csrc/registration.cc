@@ -47,6 +47,9 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("orcjit.session_warm_objects",
            [](Session session, ffi::Array<ffi::String> paths) { WarmObjects(session, paths); })
       .def("orcjit.library_name", [](Library library) { return library->name(); })
+      .def("orcjit.library_rename",
+           [](Library library, std::string name) { library->Rename(std::move(name)); })
+      .def("orcjit.library_link", [](Library library) { library->Link(); })
       .def("orcjit.library_jit_memory",
            [](Library library) { return static_cast<int64_t>(library->jit_memory()); })
       .def("orcjit.library_add_file",

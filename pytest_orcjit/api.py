@@ -131,6 +131,11 @@ class Library(Object):
         """The library's name, as given to ``create_library`` or generated."""
         return _ffi_api.library_name(self)  # type: ignore[attr-defined, no-any-return]
 
+    @name.setter
+    def name(self, name: str) -> None:
+        """Rename the library in the messages from now on (not while another thread uses it)."""
+        _ffi_api.library_rename(self, name)  # type: ignore[attr-defined]
+
     @property
     def jit_memory(self) -> int:
         """Bytes of JIT memory (code and data pages) the library holds now.
@@ -171,6 +176,16 @@ class Library(Object):
         if not isinstance(other, Library):
             raise TypeError(f"link_against takes a Library, not {type(other).__name__}")
         _ffi_api.library_link_against(self, other)  # type: ignore[attr-defined]
+
+    def link(self) -> None:
+        """Link the objects added since the last link and run their static constructors.
+
+        ``get_function`` does this first; calling it ahead links a library
+        before any of its functions is asked for (the plugin's fork server
+        does, so that forked tests start from a linked library). Raises
+        ``RuntimeError`` for a failed link, as ``get_function`` would.
+        """
+        _ffi_api.library_link(self)  # type: ignore[attr-defined]
 
     def get_function(self, name: str) -> tvm_ffi.Function:
         """Return the TVM-FFI export ``name`` (the symbol ``__tvm_ffi_<name>``).

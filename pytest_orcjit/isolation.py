@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
@@ -40,7 +40,12 @@ TERMINATE_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on a timeout
 INTERRUPT_GRACE = 3.0  # seconds a child interrupted by Ctrl-C has to show where it was
 
 _ERR_KEEP = 64 * 1024  # bytes of the child's stderr kept for the tail
-_SERVER = pytest.StashKey["ForkServer"]()
+SERVERS = 4
+"""Fork servers kept at once, one per prepared library (and one for tests without): tests whose
+sets of objects alternate each find their server running; a fifth set stops the one used least
+recently."""
+_SERVERS = pytest.StashKey["dict[Hashable, ForkServer]"]()
+_UNPREPARED = pytest.StashKey["set[Hashable]"]()
 _POSITIONS = pytest.StashKey[dict[pytest.Item, int]]()
 
 
@@ -51,6 +56,8 @@ def run_forked(
     generation: int,
     warning_filters: list[Any],
     warm: Callable[[], object] | None = None,
+    key: Hashable = None,
+    fallback: Callable[[], object] | None = None,
 ) -> bool:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
@@ -59,15 +66,26 @@ def run_forked(
     is then started again); ``warning_filters`` are the filters outside any
     test, which the child starts from; ``warm``, if given, is what a new fork
     server calls before its first fork (it links the item's objects once, see
-    :mod:`pytest_orcjit.forkserver`). Returns whether the child symbolized a
-    C++ backtrace (see :mod:`pytest_orcjit.forkserver`). Never raises for what
+    :mod:`pytest_orcjit.forkserver`); ``key`` names what ``warm`` prepares
+    (the item's library), and items of one key share a server; ``fallback``
+    replaces ``warm``, without a key, once preparing it killed a server. Returns
+    whether the child symbolized a C++ backtrace (see
+    :mod:`pytest_orcjit.forkserver`). Never raises for what
     happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
     there end the session here too; so does Ctrl-C here, once the child showed
     where it was and its test failed with that.
     """
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    run = _server_for(item, generation, warning_filters, warm).run(item, timeout)
+    unprepared = item.config.stash.setdefault(_UNPREPARED, set())
+    if key in unprepared:
+        warm, key = fallback, None
+    run = _server_for(item, generation, warning_filters, warm, key).run(item, timeout)
+    if run.pid is None and run.server_status is not None and key is not None:
+        # The server died before it handed the job out: preparing its library killed it (a
+        # static constructor that exits or aborts). Tests of that set link their own from now on.
+        unprepared.add(key)
+        run = _server_for(item, generation, warning_filters, fallback, None).run(item, timeout)
     config = item.config
     reports = [
         (config.hook.pytest_report_from_serializable(config=config, data=data), extra)
@@ -104,11 +122,10 @@ def run_forked(
 
 
 def shutdown(config: pytest.Config) -> None:
-    """Stop the run's fork server, if one runs (at the end of the session)."""
-    server = config.stash.get(_SERVER, None)
-    if server is not None:
+    """Stop the run's fork servers, if any run (at the end of the session)."""
+    for server in config.stash.get(_SERVERS, {}).values():
         server.close()
-        del config.stash[_SERVER]
+    config.stash[_SERVERS] = {}
 
 
 def _server_for(
@@ -116,15 +133,27 @@ def _server_for(
     generation: int,
     warning_filters: list[Any],
     warm: Callable[[], object] | None,
+    key: Hashable,
 ) -> ForkServer:
-    """The fork server for ``item``: the running one if it is still a faithful snapshot."""
-    config = item.config
-    server = config.stash.get(_SERVER, None)
+    """The fork server of ``key`` for ``item``: the running one if it is still a faithful snapshot.
+
+    A server that is not (the pytest process changed what a child inherits)
+    is stopped, and so are all the others, which are older. Servers are kept
+    in the order they were last used; one too many stops the oldest.
+    """
+    servers = item.config.stash.setdefault(_SERVERS, {})
+    server = servers.pop(key, None)
     if server is not None and server.serves(item, generation):
+        servers[key] = server  # the most recently used, last
         return server
     if server is not None:
         server.close()
-    server = config.stash[_SERVER] = ForkServer(item, generation, warning_filters, warm)
+    for other in [other for other in servers.values() if not other.serves(item, generation)]:
+        del servers[other.key]
+        other.close()
+    while len(servers) >= SERVERS:
+        servers.pop(next(iter(servers))).close()
+    server = servers[key] = ForkServer(item, generation, warning_filters, warm, key)
     return server
 
 
@@ -160,8 +189,10 @@ class ForkServer:
         generation: int,
         warning_filters: list[Any],
         warm: Callable[[], object] | None = None,
+        key: Hashable = None,
     ) -> None:
         config, session = item.config, item.session
+        self.key = key
         self.generation = generation
         self.stack = pytest_internals.parent_stack(session)
         self.start_item = item
@@ -190,6 +221,8 @@ class ForkServer:
         if pid == 0:
             for fd in ours:
                 os.close(fd)
+            for other in config.stash.get(_SERVERS, {}).values():
+                other.forget()  # their ends held here would keep them from ever closing
             forkserver.serve(item, ends, self.tee, warning_filters, warm)
         gc.unfreeze()
         for fd in theirs:
@@ -332,12 +365,16 @@ class ForkServer:
             self.exit_status = os.waitpid(self.pid, 0)[1]
 
     def close(self) -> None:
-        """Stop the server (it kills its waiting child) and reap it."""
+        """Stop the server (it kills its waiting children) and reap it."""
+        self.forget()
+        if self.exit_status is None:
+            self.exit_status = os.waitpid(self.pid, 0)[1]
+
+    def forget(self) -> None:
+        """Close this process's ends of the server's channels (in a new server: another's)."""
         for fd in (self.lifeline_w, self.jobs_w, self.done_r, self.stderr_r, self.status_r):
             os.close(fd)
         os.close(self.messages)
-        if self.exit_status is None:
-            self.exit_status = os.waitpid(self.pid, 0)[1]
 
 
 class ChildRun:

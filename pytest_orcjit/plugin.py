@@ -40,6 +40,7 @@ from . import (
     settings,
 )
 from .compile_step import (
+    CUDA_SUFFIXES,
     MSG_SUMMARY,
     builder,
     compile_for_test,
@@ -52,7 +53,7 @@ from .compile_step import (
     units_of,
 )
 from .compiler import Stats, find_cxx, tvm_ffi_version
-from .run_state import STATE, State, item_settings
+from .run_state import STATE, Prepared, PreparedKey, State, item_settings
 
 if TYPE_CHECKING:
     from .api import ExecutionSession, Library
@@ -142,7 +143,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         state.generation += 1  # whatever it changes here, later forked tests inherit
         crash_reports.report_crashes_here(item.config)
         return None  # in-process; an invalid marker fails in pytest_runtest_setup
-    warm = _prepare_libraries(item, then=_prepare_children(item))
+    then, key, plain = _prepare_children(item)
+    warm = _prepare_libraries(item, then=then)
+    fallback = _prepare_libraries(item, then=plain) if key is not None else None
     from . import isolation
 
     state.forked = True
@@ -151,7 +154,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         os.close(fd)
         state.children_stats = Path(name)
     backtraced = isolation.run_forked(
-        item, nextitem, resolved.timeout, state.generation, state.warning_filters, warm
+        item,
+        nextitem,
+        resolved.timeout,
+        state.generation,
+        state.warning_filters,
+        warm,
+        key,
+        fallback,
     )
     if backtraced:  # so that later children find the symbolizer built
         with contextlib.suppress(Exception):
@@ -159,13 +169,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
-def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
+def _prepare_children(
+    item: pytest.Item,
+) -> tuple[Callable[[], object] | None, PreparedKey | None, Callable[[], object] | None]:
     """Do here, once, what each forked child of ``item`` would otherwise do again.
 
     Compiles the item's objects, makes the run's JIT session and sets up the
     plugin's ``orcjit_session`` fixture: children inherit all three. Returns
-    what a new fork server is to call before its first fork, linking once the
-    objects ``orcjit_lib`` adds (``api.warm_objects``); None if there are none.
+    what a new fork server is to call before its first fork (None: nothing),
+    the key of the library it prepares (None: none, the server is shared by
+    every such item), and what to call instead where preparing it killed the
+    server (it only warms the objects). Where the item's ``orcjit_lib`` can start linked
+    (``_links_itself``), the server links it and runs its constructors
+    (``_prepare_library``); otherwise it links the objects once in a throwaway
+    library (``api.warm_objects``), which later links start from.
     """
     fixtures = getattr(item, "fixturenames", ())
     objects: list[Path] = []
@@ -176,19 +193,78 @@ def _prepare_children(item: pytest.Item) -> Callable[[], object] | None:
                 show_failure(item, unit)  # the child learns which test shows the diagnostics
         objects = [o.object for o in outcomes.values() if o.object is not None]
     if "orcjit_session" not in fixtures:
-        return None
+        return None, None, None
     try:
         session = jit_session(item.config)
     except Exception:
-        return None  # the child's orcjit_session fixture raises it again, as the test's error
+        return None, None, None  # the child's orcjit_session fixture raises it, as the test's error
     if _own_fixture(item, "orcjit_session"):  # not a conftest's override
         with contextlib.suppress(Exception):
             pytest_internals.hold_session_fixture(item, "orcjit_session")
     if not objects or not _own_fixture(item, "orcjit_lib"):
-        return None
+        return None, None, None
     from .api import warm_objects
 
-    return functools.partial(warm_objects, session, objects)
+    plain = functools.partial(warm_objects, session, objects)
+    if _links_itself(item):
+        return plain, None, plain
+    key = (tuple(objects), tuple(repr(needed) for needed in libraries_of(item)))
+    return functools.partial(_prepare_library, item.config, session, key), key, plain
+
+
+def _links_itself(item: pytest.Item) -> bool:
+    """Whether a forked ``item`` links its ``orcjit_lib`` itself, rather than take the server's.
+
+    It does when its marker says ``own_load=True``, when it compiles sources
+    of its own (``orcjit_compile``), when it has CUDA sources, and when the
+    test or a fixture other than ``orcjit_lib`` takes ``orcjit_session`` (it
+    may make libraries that link against ``orcjit_lib``, or that it links
+    against, before ``orcjit_lib`` links).
+    """
+    resolved = item_settings(item)
+    if isinstance(resolved, str) or resolved.own_load:
+        return True
+    if "orcjit_compile" in getattr(item, "fixturenames", ()):
+        return True
+    if any(unit.source.suffix in CUDA_SUFFIXES for unit in units_of(item)):
+        return True  # registering fatbins in the server would be CUDA work before a fork
+    users = pytest_internals.fixture_users(item, "orcjit_session")
+    return any(
+        getattr(user, "__module__", None) != __name__ or user.__name__ != "orcjit_lib"
+        for user in users
+    )
+
+
+def _prepare_library(config: pytest.Config, session: ExecutionSession, key: PreparedKey) -> None:
+    """In a new fork server: link the library of ``key``'s objects and run its constructors.
+
+    Each child's ``orcjit_lib`` takes it (``_take_prepared``): a copy of the
+    server's memory, as fresh as a library linked in the child. If linking
+    fails, the objects are only warmed: each child links them again and meets
+    the error as the test's own.
+    """
+    from .api import warm_objects
+
+    library = session.create_library("orcjit_lib")
+    try:
+        for path in key[0]:
+            library.add(path)
+        library.link()
+    except Exception:
+        with contextlib.suppress(Exception):
+            library.close()
+        warm_objects(session, key[0])
+        return
+    config.stash[STATE].prepared = Prepared(key, library)
+
+
+def _take_prepared(config: pytest.Config, objects: Sequence[Path]) -> Library | None:
+    """The fork server's library of ``objects``, in a forked child, once; else None."""
+    state = config.stash[STATE]
+    prepared, state.prepared = state.prepared, None
+    if prepared is None or os.getpid() == state.pid or prepared.key[0] != tuple(objects):
+        return None
+    return prepared.library
 
 
 def _prepare_libraries(
@@ -323,7 +399,18 @@ def orcjit_objects(request: pytest.FixtureRequest) -> list[Path]:
 def orcjit_lib(
     orcjit_session: ExecutionSession, orcjit_objects: list[Path], request: pytest.FixtureRequest
 ) -> Iterator[Library]:
-    """A fresh library holding this test's objects; closed at teardown."""
+    """A fresh library holding this test's objects, named for the test; closed at teardown.
+
+    A forked test gets it linked, with its static constructors run, by its
+    fork server (a copy of that library's memory, as the fork made it; see
+    ``_prepare_children``), unless it links its own (``_links_itself``).
+    """
+    lib = _take_prepared(request.config, orcjit_objects)
+    if lib is not None:
+        lib.name = request.node.nodeid
+        with lib:
+            yield lib
+        return
     lib = orcjit_session.create_library(request.node.nodeid)
     with lib:
         for obj in orcjit_objects:

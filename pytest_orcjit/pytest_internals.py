@@ -30,6 +30,7 @@ __all__ = [
     "evaluate_xfail",
     "faulthandler_fd",
     "fixture_defs",
+    "fixture_users",
     "flush",
     "hold_session_fixture",
     "keep_only_log_reporters",
@@ -71,6 +72,19 @@ def fixture_defs(item: pytest.Item, name: str) -> list[Any]:
     info = getattr(item, "_fixtureinfo", None)
     found = info.name2fixturedefs.get(name) if info is not None else None
     return list(found or ())
+
+
+def fixture_users(item: pytest.Item, name: str) -> list[Any]:
+    """The functions of ``item`` that take the fixture ``name`` as an argument: the test function
+    (``item._fixtureinfo.argnames``) and the fixtures it gets (``FixtureDef.func`` of each in
+    ``name2fixturedefs`` whose ``argnames`` hold ``name``)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    users = [getattr(item, "function", item)] if name in info.argnames else []
+    for fixturedefs in info.name2fixturedefs.values():
+        users += [d.func for d in fixturedefs if name in d.argnames]
+    return users
 
 
 def hold_session_fixture(item: pytest.Item, name: str) -> None:

@@ -18,7 +18,19 @@ from .compiler import Builder, Outcome, Stats, Unit
 from .settings import ItemSettings, SessionSettings
 
 if TYPE_CHECKING:
-    from .api import ExecutionSession
+    from .api import ExecutionSession, Library
+
+PreparedKey = tuple[tuple[Path, ...], tuple[str, ...]]
+"""What a fork server's prepared library is made of: its objects, and the shared libraries loaded
+for them (``kernel_libraries.Needed``, as text)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A library the fork server linked, constructors run, for its children's ``orcjit_lib``."""
+
+    key: PreparedKey
+    library: Library
 
 
 @dataclass
@@ -48,6 +60,8 @@ class State:
     """The source of every object compiled in this run, which errors name (error_sources)."""
     libraries: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
     """The shared libraries (name, compiler) found in the pytest process, which children inherit."""
+    prepared: Prepared | None = None
+    """In a fork server and its children: the library it linked, until a child's test takes it."""
 
 
 STATE = pytest.StashKey[State]()

@@ -83,10 +83,11 @@ PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
 """Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
 MARKER_HELP = (
     "orcjit(sources=[...], cflags=[...], defines={...}, libs=[...], timeout=None, "
-    "isolation=None, sanitize=None): the test's library holds exactly these sources (relative "
-    "to the test file's directory), compiled with these extra flags; libs, timeout, isolation "
-    "and sanitize override --orcjit-libs, --orcjit-timeout, --orcjit-isolation and "
-    "--orcjit-sanitize"
+    "isolation=None, sanitize=None, own_load=False): the test's library holds exactly these "
+    "sources (relative to the test file's directory), compiled with these extra flags; libs, "
+    "timeout, isolation and sanitize override --orcjit-libs, --orcjit-timeout, --orcjit-isolation "
+    "and --orcjit-sanitize; own_load=True: a forked test links its objects and runs their static "
+    "constructors itself, not once in the fork server"
 )
 
 MSG_SPACE_FORM = (
@@ -104,7 +105,16 @@ CHOICES = {"isolation": ISOLATIONS, "pch": PCH_MODES}
 """Options whose command-line values argparse checks itself."""
 PATH_OPTIONS = ("cxx", "cc", "nvcc", "launcher")
 """Options whose value may be a path (which must follow '=' on the command line)."""
-MARKER_KEYS = ("sources", "cflags", "defines", "libs", "timeout", "isolation", "sanitize")
+MARKER_KEYS = (
+    "sources",
+    "cflags",
+    "defines",
+    "libs",
+    "timeout",
+    "isolation",
+    "sanitize",
+    "own_load",
+)
 ORCJIT_FIXTURES = frozenset(
     {"orcjit_session", "orcjit_lib", "orcjit_compile", "orcjit_objects", "orcjit_cuda_device"}
 )
@@ -203,6 +213,8 @@ class ItemSettings:
     libs: Picked
     sanitize: Picked
     """The sanitizers of the test's kernels, and where they were asked for."""
+    own_load: bool = False
+    """Whether a forked test links its library itself rather than take the fork server's."""
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -301,6 +313,7 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         flags=flags,
         libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
         sanitize=item_sanitizers(found.get("sanitize"), session.sanitize, config_origin(item)),
+        own_load=_own_load(found.get("own_load", Picked(False, ""))),
     )
 
 
@@ -314,3 +327,9 @@ def item_sanitizers(marker: Picked | None, session: tuple[str, ...], origin: str
     if marker is None:
         return Picked(session, origin)
     return Picked(sanitize.parse(marker), marker.origin)
+
+
+def _own_load(picked: Picked) -> bool:
+    """The marker's ``own_load``: True or False."""
+    is_bool = lambda value: isinstance(value, bool)  # noqa: E731
+    return bool(check(picked, picked.value, "own_load", is_bool, "True or False"))

@@ -142,11 +142,13 @@ def test_orcjit_session_is_set_up_once_in_the_pytest_process(
         ]
 
 
-def test_static_constructors_run_in_each_forked_test_only(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("own_load", [False, True])
+def test_static_constructors_run_once_per_fork_server_destructors_in_each_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, own_load: bool
 ) -> None:
-    # The fork server links the objects once before its first fork (to prepare them for its
-    # children) but runs none of their code: each constructor and destructor runs in a child.
+    # The fork server links the test's library and runs its constructors once before its first
+    # fork; each child closes its copy, running the destructors. With own_load=True the server
+    # links the objects without running their code, and each child links and constructs its own.
     pytester.makeini("[pytest]\norcjit_sources = kernels/*.c\n")
     pytester.mkdir("kernels")
     pytester.path.joinpath("kernels", "logged.c").write_text(
@@ -178,19 +180,23 @@ def test_static_constructors_run_in_each_forked_test_only(
         test_kernels="""
         import os, pytest
 
+        @pytest.mark.orcjit(own_load=OWN_LOAD)
         @pytest.mark.parametrize("n", range(3))
         def test_in_a_child(orcjit_lib, n):
             with open(os.environ["EVENT_LOG"], "a") as log:
                 log.write(f"test {orcjit_lib.pid()}\\n")
-        """
+        """.replace("OWN_LOAD", str(own_load))
     )
     result, events = run_logging_events(pytester, monkeypatch)
     result.assert_outcomes(passed=3)
     tests = [pid for event, pid in events if event == "test"]
     assert len(set(tests)) == 3
+    each = ["ctor", "test", "dtor"] if own_load else ["test", "dtor"]
     for test in tests:
-        assert [event for event, pid in events if pid == test] == ["ctor", "test", "dtor"]
-    assert len(events) == 9  # nothing ran anywhere else
+        assert [event for event, pid in events if pid == test] == each
+    servers = [pid for event, pid in events if event == "ctor" and pid not in tests]
+    assert len(servers) == (0 if own_load else 1)
+    assert len(events) == 9 - 2 * len(servers)  # nothing ran anywhere else
 
 
 def test_parent_teardown_output_is_captured_in_the_last_forked_test(

@@ -105,7 +105,7 @@ import sys, types
 import pytest_orcjit
 from _pytest.runner import runtestprotocol
 
-def run_forked(item, nextitem, timeout, generation, warning_filters, warm=None):
+def run_forked(item, nextitem, timeout, generation, warning_filters, *warm_key_fallback):
     print(f"\\nFORKED {item.name} timeout={timeout}")
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     runtestprotocol(item, nextitem=nextitem)
