@@ -20,9 +20,6 @@ class EHFramePackingPlugin final : public ResourcelessPlugin {
  public:
   void modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,
                         llvm::jitlink::PassConfiguration& config) override;
-  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility& mr) override {
-    return llvm::Error::success();
-  }
 };
 
 }  // namespace orcjit

@@ -96,9 +96,6 @@ class GraphPreparationPlugin final : public ResourcelessPlugin {
 
   void modifyPassConfig(llvm::orc::MaterializationResponsibility& mr, llvm::jitlink::LinkGraph& g,
                         llvm::jitlink::PassConfiguration& config) override;
-  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility&) override {
-    return llvm::Error::success();
-  }
 
  private:
   struct Expected {

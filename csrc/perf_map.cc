@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <llvm/Demangle/Demangle.h>
 #include <llvm/ExecutionEngine/JITLink/JITLink.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -29,7 +30,19 @@ using Owner = std::pair<const PerfMapPlugin*, ResourceKey>;
 class PerfMap {
  public:
   static PerfMap& Get() {
-    static auto* map = new PerfMap();  // never destroyed: libraries may close at exit
+    static auto* map = [] {
+      auto* made = new PerfMap();  // never destroyed: libraries may close at exit
+      // A forked child writes its own map at once, from what it inherited: a fork server's child
+      // may run JIT code it never links itself.
+      pthread_atfork([] { Get().mutex_.lock(); }, [] { Get().mutex_.unlock(); },
+                     [] {
+                       PerfMap& map = Get();
+                       map.mutex_.unlock();
+                       std::lock_guard<std::mutex> lock(map.mutex_);
+                       if (!map.loaded_.empty()) map.Open();
+                     });
+      return made;
+    }();
     return *map;
   }
 

@@ -4,11 +4,11 @@
 // perf reads /tmp/perf-<pid>.map, one line per function, `START SIZE name` (hexadecimal address
 // and size, then the demangled name), for addresses that no mapped file covers. Each function of
 // every graph linked in the process is appended once its graph is emitted. The file is the
-// process's own: the first write of a process (a forked child's included) truncates its file and
-// first writes the functions that are still loaded (those it inherited from its parent), so that a
-// child's map lists all the JIT code the child can run. Functions of closed libraries are not
-// removed from a written file (perf maps cannot say that), but a child forked afterwards does not
-// list them.
+// process's own: a forked child (once the process has JIT code) truncates its file at the fork
+// and first writes the functions that are still loaded (those it inherited from its parent), so
+// that a child's map lists all the JIT code the child can run, linked by itself or not. Functions
+// of closed libraries are not removed from a written file (perf maps cannot say that), but a child
+// forked afterwards does not list them.
 //
 // The map is written only when PYTEST_ORCJIT_PERF_MAP=1 is set when the session is created (the
 // plugin's --orcjit-perf-map sets it); otherwise the plugin adds no pass and costs nothing.

@@ -11,9 +11,14 @@
 
 namespace orcjit {
 
-/// A plugin with no per-ResourceKey state: removing or transferring resources has nothing to do.
+/// A plugin with no per-ResourceKey state and nothing to undo when a link fails: removing or
+/// transferring resources and a failed link have nothing to do (a plugin that keeps per-link
+/// state overrides notifyFailed).
 class ResourcelessPlugin : public llvm::orc::ObjectLinkingLayer::Plugin {
  public:
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility&) override {
+    return llvm::Error::success();
+  }
   llvm::Error notifyRemovingResources(llvm::orc::JITDylib&, llvm::orc::ResourceKey) override {
     return llvm::Error::success();
   }

@@ -21,7 +21,7 @@
 #include "perf_map.h"
 #include "plugin.h"
 #include "process_symbols.h"
-#include "profile_sections.h"
+#include "section_bounds.h"
 
 namespace orcjit {
 
@@ -125,7 +125,7 @@ SessionObj::SessionObj() {
                 layer->addPlugin(std::move(*eh_frames));
                 layer->addPlugin(std::make_unique<EHFramePackingPlugin>());
                 layer->addPlugin(std::make_unique<FailureAttributionPlugin>());
-                layer->addPlugin(std::make_unique<ProfileSectionsPlugin>());
+                layer->addPlugin(std::make_unique<SectionBoundsPlugin>());
                 // Before the binding plugin: it fills TLS entries before that applies fixups.
                 auto thread_locals = std::make_unique<ThreadLocalPlugin>(process_symbol_cache_);
                 thread_locals_ = thread_locals.get();

@@ -6,11 +6,11 @@
 //     job from the linked sections instead, with no code generation on the load path;
 //   * an ObjectLinkingLayer (JITLink) whose memory manager places each library in its own arena
 //     (memory.h), with the eh-frame plugin (C++ exceptions unwind through JIT frames), the
-//     initializer plugin, the thread-local storage plugin (tls_plugin.h), the profile-sections
-//     plugin (profile_sections.h: kernels compiled for coverage) and the process binding
-//     plugin (process_symbols.h), plus the debugger and profiler plugins (debug_registration.h,
-//     perf_map.h); the binding plugin binds a graph's references to the process and to its
-//     library's `__dso_handle` before ORC's lookup;
+//     initializer plugin, the thread-local storage plugin (tls_plugin.h), the section-bounds
+//     plugin (section_bounds.h: sections reached only through __start_/__stop_) and the process
+//     binding plugin (process_symbols.h), plus the debugger and profiler plugins
+//     (debug_registration.h, perf_map.h); the binding plugin binds a graph's references to the
+//     process and to its library's `__dso_handle` before ORC's lookup;
 //   * a process-symbols JITDylib whose generator resolves names against the libraries the process
 //     actually uses (libtvm_ffi, libstdc++, libgcc_s, libc...), including ones loaded RTLD_LOCAL;
 //     it and the binding plugin share one cache, so each name costs one dlsym per session.

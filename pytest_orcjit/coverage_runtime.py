@@ -11,7 +11,7 @@ llvm-cov reads. So each object has its own
 runtime, counters and writer, whatever library it is loaded into, and two such
 objects in one library do not clash. The native core keeps the profile
 sections alive and JITLink defines their ``__start_``/``__stop_`` symbols per
-object (csrc/profile_sections.h).
+object (csrc/section_bounds.h).
 
 The helper claims a number N (a file ``$PYTEST_ORCJIT_COVERAGE_FILE.<N>.claim``,
 made exclusively and never removed) and marks it ``<N>.open`` when the

@@ -216,13 +216,16 @@ def _links_itself(item: pytest.Item) -> bool:
     """Whether a forked ``item`` links its ``orcjit_lib`` itself, rather than take the server's.
 
     It does when its marker says ``own_load=True``, when it compiles sources
-    of its own (``orcjit_compile``), when it has CUDA sources, and when the
-    test or a fixture other than ``orcjit_lib`` takes ``orcjit_session`` (it
-    may make libraries that link against ``orcjit_lib``, or that it links
-    against, before ``orcjit_lib`` links).
+    of its own (``orcjit_compile``), when it has CUDA sources, under
+    ``--orcjit-coverage`` (a library's constructor names the test its counters
+    belong to), and when the test or a fixture other than ``orcjit_lib`` takes
+    ``orcjit_session`` (it may make libraries that link against
+    ``orcjit_lib``, or that it links against, before ``orcjit_lib`` links).
     """
     resolved = item_settings(item)
     if isinstance(resolved, str) or resolved.own_load:
+        return True
+    if item.config.pluginmanager.has_plugin("orcjit-coverage"):
         return True
     if "orcjit_compile" in getattr(item, "fixturenames", ()):
         return True

@@ -42,6 +42,17 @@ def test_every_load_sees_the_same_library(
             module.half_items(7)
 
 
+def test_section_reached_only_through_its_bounds_is_kept(
+    session: ExecutionSession, kernels, toolchain
+) -> None:
+    """A section nothing refers to but its __start_/__stop_ symbols survives dead-stripping, as
+    under GNU ld: the walk between the bounds finds its items, load after load."""
+    cxx, opt = toolchain
+    path = kernels.object("section_bounds.cc", opt, "-DORCJIT_BOUNDS_ONLY", compiler=cxx)
+    for _ in range(LOADS):
+        assert session.load_module([path]).item_sum() == 3 + 4
+
+
 def test_rewritten_object_is_prepared_again(
     session: ExecutionSession, kernels, tmp_path: Path
 ) -> None:
