@@ -115,12 +115,14 @@ def compile_span(log: Path, marks: dict[str, float]) -> tuple[float, int]:
     """The compile step's span, first compiler start to last end, and its number of compiles.
 
     The compile step is what starts before the first test (``orcjit_compile``
-    calls inside tests compile one source each, later); a PCH's compile counts.
+    calls inside tests compile one source each, later); a PCH's compile counts,
+    the compiler's identity probes (``--version``, ``-###``, at configure
+    time, before collection) do not.
     """
     runs = [
         run
         for run in compiler_runs(log)
-        if "--version" not in run[2].split() and run[0] < marks["first_test"]
+        if not {"--version", "-###"} & set(run[2].split()) and run[0] < marks["first_test"]
     ]
     compiles = sum(" -c " in f" {run[2]} " for run in runs)
     return max(r[1] for r in runs) - min(r[0] for r in runs), compiles

@@ -280,16 +280,15 @@ class Builder:
     def _pch_flags(self, unit: Unit, spare: bool = False) -> list[str]:
         """The flags that read the PCH for ``unit``, building it first for a shared front.
 
-        With ``spare``, none where the PCH is being built, the unit may compile
-        without it meanwhile (``_pch_first``) and a core is idle: a plain
-        compile costs more CPU time than one with the PCH, which only pays where
-        the machine has it to spare.
+        With ``spare``, none where the PCH is being built and the unit may
+        compile without it meanwhile (``_pch_first``): the job would otherwise
+        wait for the PCH.
         """
         if self.pch is None or language_of(unit.source) != "c++" or not pch.eligible(unit.source):
             return []
         front, macros = self._pch_front(unit)
         key = tuple(front)
-        if spare and self.pch.building(self.cxx, front, self._tvm_ffi) and _idle_cores() >= 0:
+        if spare and self.pch.building(self.cxx, front, self._tvm_ffi):
             with self._spare_lock:
                 if self._spare.get(key, 0) > 0:
                     self._spare[key] -= 1
@@ -352,16 +351,6 @@ class Builder:
         if self.post_compile is not None and language_of(unit.source) in ("c", "c++"):
             self.post_compile(unit, output)
         return parse_depfile(Path(f"{output}.d").read_text())
-
-
-def _idle_cores() -> int:
-    """The CPUs this process may use less the tasks running now (this thread among them), from
-    ``/proc/loadavg``; -1 where unknown."""
-    try:
-        running = int(Path("/proc/loadavg").read_text().split()[3].partition("/")[0])
-        return len(os.sched_getaffinity(0)) - running
-    except (OSError, ValueError, IndexError, AttributeError):
-        return -1
 
 
 def parse_depfile(text: str) -> list[Path]:
