@@ -215,7 +215,8 @@ def _prepare_children(
 def _links_itself(item: pytest.Item) -> bool:
     """Whether a forked ``item`` links its ``orcjit_lib`` itself, rather than take the server's.
 
-    It does when its marker says ``own_load=True``, when it compiles sources
+    It does unless ``--orcjit-prelink`` is on, when its marker says
+    ``own_load=True``, when it compiles sources
     of its own (``orcjit_compile``), when it has CUDA sources, under
     ``--orcjit-coverage`` (a library's constructor names the test its counters
     belong to), and when the test or a fixture other than ``orcjit_lib`` takes

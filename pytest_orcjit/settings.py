@@ -79,6 +79,10 @@ HELP_PERF_MAP = (
     "write /tmp/perf-<pid>.map, which names JIT functions in perf report, in the pytest process "
     "and each forked child (sets PYTEST_ORCJIT_PERF_MAP=1; default: off)"
 )
+HELP_PRELINK = (
+    "the fork server links each set of objects and runs their static constructors once; forked "
+    "tests take a copy-on-write copy (marker own_load=True opts a test out; default: off)"
+)
 PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
 """Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
 MARKER_HELP = (
@@ -138,6 +142,7 @@ OPTIONS = (
     ("cuda_arch", HELP_CUDA_ARCH, "string"),
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
     ("perf_map", HELP_PERF_MAP, "bool"),
+    ("prelink", HELP_PRELINK, "bool"),
     ("sanitize", sanitize.HELP_SANITIZE, "string"),
 )
 
@@ -189,6 +194,7 @@ class SessionSettings:
     cuda_archs: tuple[str, ...] | None
     cuda_device: int
     perf_map: bool
+    prelink: bool
     sanitize: tuple[str, ...]
     """The sanitizers kernels are compiled with (``pytest_orcjit.sanitize``)."""
 
@@ -213,8 +219,9 @@ class ItemSettings:
     libs: Picked
     sanitize: Picked
     """The sanitizers of the test's kernels, and where they were asked for."""
-    own_load: bool = False
-    """Whether a forked test links its library itself rather than take the fork server's."""
+    own_load: bool = True
+    """Whether a forked test links its library itself rather than take the fork server's
+    (``--orcjit-prelink``)."""
 
 
 def pick(config: pytest.Config, name: str) -> Picked:
@@ -262,6 +269,7 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
         perf_map=bool(pick(config, "perf_map").value),
+        prelink=bool(pick(config, "prelink").value),
         sanitize=sanitize.parse(pick(config, "sanitize")),
     )
 
@@ -313,7 +321,7 @@ def item_settings(item: pytest.Item, session: SessionSettings) -> ItemSettings:
         flags=flags,
         libs=parse_libs(found["libs"]) if "libs" in found else session.libs,
         sanitize=item_sanitizers(found.get("sanitize"), session.sanitize, config_origin(item)),
-        own_load=_own_load(found.get("own_load", Picked(False, ""))),
+        own_load=_own_load(found.get("own_load", Picked(not session.prelink, ""))),
     )
 
 

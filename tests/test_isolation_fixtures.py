@@ -149,7 +149,7 @@ def test_static_constructors_run_once_per_fork_server_destructors_in_each_test(
     # The fork server links the test's library and runs its constructors once before its first
     # fork; each child closes its copy, running the destructors. With own_load=True the server
     # links the objects without running their code, and each child links and constructs its own.
-    pytester.makeini("[pytest]\norcjit_sources = kernels/*.c\n")
+    pytester.makeini("[pytest]\norcjit_sources = kernels/*.c\norcjit_prelink = true\n")
     pytester.mkdir("kernels")
     pytester.path.joinpath("kernels", "logged.c").write_text(
         textwrap.dedent(

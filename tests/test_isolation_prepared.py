@@ -62,7 +62,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
     project = make_project(pytester, monkeypatch)
     project.write("kernels/ops.cc", KERNEL.replace("WHICH", "1"))
     project.write("kernels/other.cc", KERNEL.replace("WHICH", "2"))
-    project.ini("orcjit_sources = kernels/ops.cc", isolation="fork")
+    project.ini("orcjit_sources = kernels/ops.cc", "orcjit_prelink = true", isolation="fork")
     return project
 
 
