@@ -42,8 +42,13 @@ from pathlib import Path
 from common import ROOT, Row, include_flags, print_table
 
 EXAMPLE = ROOT / "example_project"
-TESTS = ("test_c_abi.py", "test_elementwise.py", "test_matmul.py", "test_reduce.py")
-TESTS += ("test_strings.py",)
+TESTS = (
+    "test_c_abi.py",
+    "test_elementwise.py",
+    "test_matmul.py",
+    "test_reduce.py",
+    "test_strings.py",
+)
 FLAGS = ("-std=c++20", "-fPIC", "-O0")  # the plugin's defaults (compiler.py, settings.py)
 
 CONFTEST = """

@@ -29,9 +29,9 @@ constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
 /// Whether a link may look up the section `name` when it has no blocks: a section whose name is a
 /// C identifier gets `__start_`/`__stop_` symbols, names starting with '$' are JITLink's (its
 /// GOT) and ours, and `.debug_info` tells debug registration that the object has debug information
-/// (debug_registration.h). Dead-stripping empties the sections of the inline functions that earlier objects
-/// of the library define (at -O0, most of an object's thousand sections); a prepared copy leaves
-/// those out, and every pass of every later link has that many fewer sections to walk.
+/// (debug_registration.h). Dead-stripping empties the sections of the inline functions that earlier
+/// objects of the library define (at -O0, most of an object's thousand sections); a prepared copy
+/// leaves those out, and every pass of every later link has that many fewer sections to walk.
 bool MayBeNamed(llvm::StringRef name) {
   if (name.empty() || name.front() == '$' || name == ".debug_info") return true;
   return llvm::all_of(name, [](char c) { return llvm::isAlnum(c) || c == '_'; });
