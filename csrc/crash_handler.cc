@@ -94,25 +94,6 @@ class Line {
   size_t size_ = 0;
 };
 
-const char* SignalName(int signal) {
-  switch (signal) {
-    case SIGSEGV:
-      return "SIGSEGV";
-    case SIGBUS:
-      return "SIGBUS";
-    case SIGILL:
-      return "SIGILL";
-    case SIGFPE:
-      return "SIGFPE";
-    case SIGABRT:
-      return "SIGABRT";
-    case SIGTERM:
-      return "SIGTERM";
-    default:
-      return "?";
-  }
-}
-
 uintptr_t ContextPc(void* context) {
   auto* uc = static_cast<ucontext_t*>(context);
   return uc == nullptr ? 0 : static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);

@@ -149,6 +149,14 @@ class FrameRegistration {
   Slot* slot_ = nullptr;
 };
 
+std::string Hex(uintptr_t value) {
+  char text[2 + 16 + 1];
+  std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+}  // namespace
+
 const char* SignalName(int signal) {
   switch (signal) {
     case SIGSEGV:
@@ -159,18 +167,14 @@ const char* SignalName(int signal) {
       return "SIGILL";
     case SIGFPE:
       return "SIGFPE";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGTERM:
+      return "SIGTERM";
     default:
       return "signal";
   }
 }
-
-std::string Hex(uintptr_t value) {
-  char text[2 + 16 + 1];
-  std::snprintf(text, sizeof(text), "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
-
-}  // namespace
 
 void PassOnSignal(const struct sigaction& previous, int signal, siginfo_t* info, void* context) {
   bool sent = info == nullptr || info->si_code <= 0;

@@ -52,6 +52,10 @@ struct Fault {
 /// (the fault guard's, the crash handler's).
 void PassOnSignal(const struct sigaction& previous, int signal, siginfo_t* info, void* context);
 
+/// The name of `signal` ("SIGSEGV"), or "signal" for one neither handler catches.
+/// Async-signal-safe.
+const char* SignalName(int signal);
+
 /// Upper bound on threads inside FaultGuard::Call at the same time; more run unguarded.
 constexpr int kMaxGuardedThreads = 256;
 

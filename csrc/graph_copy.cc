@@ -26,6 +26,18 @@ constexpr llvm::StringLiteral kPreparedEHFrame = "$.orcjit.prepared.eh_frame";
   return begin >= low && begin + content.size() <= low + bytes.size();
 }
 
+/// A copy in `copy`, on `block`, of `symbol`: named or anonymous, with its offset, size, linkage,
+/// scope and flags.
+Symbol& CopySymbol(LinkGraph& copy, Block& block, const Symbol& symbol) {
+  if (!symbol.hasName()) {
+    return copy.addAnonymousSymbol(block, symbol.getOffset(), symbol.getSize(), symbol.isCallable(),
+                                   symbol.isLive());
+  }
+  return copy.addDefinedSymbol(block, symbol.getOffset(), symbol.getName(), symbol.getSize(),
+                               symbol.getLinkage(), symbol.getScope(), symbol.isCallable(),
+                               symbol.isLive());
+}
+
 /// Whether a link may look up the section `name` when it has no blocks: a section whose name is a
 /// C identifier gets `__start_`/`__stop_` symbols, names starting with '$' are JITLink's (its
 /// GOT) and ours, and `.debug_info` tells debug registration that the object has debug information
@@ -97,13 +109,7 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
     }
     for (Symbol* symbol : section.symbols()) {
       Block& block_copy = *blocks[&symbol->getBlock()];
-      symbols[symbol] =
-          symbol->hasName()
-              ? &copy->addDefinedSymbol(block_copy, symbol->getOffset(), symbol->getName(),
-                                        symbol->getSize(), symbol->getLinkage(), symbol->getScope(),
-                                        symbol->isCallable(), symbol->isLive())
-              : &copy->addAnonymousSymbol(block_copy, symbol->getOffset(), symbol->getSize(),
-                                          symbol->isCallable(), symbol->isLive());
+      symbols[symbol] = &CopySymbol(*copy, block_copy, *symbol);
     }
   }
   for (auto& [block, block_copy] : blocks) {
@@ -232,13 +238,7 @@ std::unique_ptr<LinkGraph> PreparedGraph::Copy() const {
     for (; s < planned.symbols_end; ++s) {
       const Symbol* symbol = plan.symbols[s];
       Block& block_copy = *blocks[plan.symbol_blocks[s]];
-      symbols[s] =
-          symbol->hasName()
-              ? &copy->addDefinedSymbol(block_copy, symbol->getOffset(), symbol->getName(),
-                                        symbol->getSize(), symbol->getLinkage(), symbol->getScope(),
-                                        symbol->isCallable(), symbol->isLive())
-              : &copy->addAnonymousSymbol(block_copy, symbol->getOffset(), symbol->getSize(),
-                                          symbol->isCallable(), symbol->isLive());
+      symbols[s] = &CopySymbol(*copy, block_copy, *symbol);
     }
   }
   uint32_t e = 0;
