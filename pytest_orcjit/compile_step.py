@@ -126,8 +126,14 @@ def libraries_of(item: pytest.Item) -> list[kernel_libraries.Needed]:
 
 
 def cxx_command(config: pytest.Config) -> list[str]:
-    """The C++ compiler whose library paths --orcjit-libs names are searched in first."""
-    return shlex.split(config.stash[STATE].settings.cxx.value or find_cxx())
+    """The C++ compiler whose library paths --orcjit-libs names are searched in first.
+
+    Picked once per run: every test's setup asks, and ``find_cxx`` lists PATH's folders.
+    """
+    state = config.stash[STATE]
+    if state.cxx_command is None:
+        state.cxx_command = tuple(shlex.split(state.settings.cxx.value or find_cxx()))
+    return list(state.cxx_command)
 
 
 def objects_of(item: pytest.Item) -> list[Path]:

@@ -15,9 +15,11 @@ while they wait (warming). What this asks of the kernel (huge pages, pagemap,
 warming, scheduling) is native, in ``csrc/fork_tuning.h``.
 ``docs/architecture.md`` describes the design and why.
 
-A child reports whether it turned a tvm-ffi error into a Python exception
-(whose backtrace made tvm-ffi build its symbolizer): the plugin then builds it
-once in the pytest process, for the children of a new server to inherit.
+A child also reports the modules it imported, which the pytest process
+imports for later tests (:mod:`pytest_orcjit.learned_imports`), and whether it
+turned a tvm-ffi error into a Python exception (whose backtrace made tvm-ffi
+build its symbolizer): the plugin then builds it once in the pytest process,
+for the children of a new server to inherit.
 
 This module imports neither the public API nor the native core; the fork
 server loads the native core for its loop.
@@ -38,7 +40,7 @@ from typing import Any, NoReturn, cast
 
 import pytest
 
-from . import pytest_internals
+from . import learned_imports, pytest_internals
 from .protocol import INTERNAL_ERROR, JOB, PID, Ends, send, write_all
 
 AHEAD = 2  # children the server keeps forked ahead, waiting for a job
@@ -80,6 +82,8 @@ def serve(
         _ffi_api.install_crash_handler(ends.stderr, True)  # type: ignore[attr-defined]
         serve_forks = _ffi_api.serve_forks  # type: ignore[attr-defined]
         serve_forks.release_gil = False  # nothing else runs here; a child returns holding it
+        global _modules
+        _modules = learned_imports.snapshot()
         ranges = bytes(_ffi_api.writable_ranges())  # type: ignore[attr-defined]
         _ffi_api.collapse_huge_pages(ranges)  # type: ignore[attr-defined]
         # Native from here on (csrc/fork_server.h): returns in each child that took a job,
@@ -231,6 +235,8 @@ def _child_main(item: pytest.Item, ends: Ends, redirect: bool, warning_filters: 
         end["interrupted"] = True
     end["warnings"] = plugin.warnings
     end["backtraced"] = _backtraced
+    if len(sys.modules) != len(_modules):
+        end["imported"] = learned_imports.imported_since(_modules)
     # All output before the last message: the parent goes on once it has it.
     pytest_internals.flush(config)
     send(ends.messages, end)
@@ -239,6 +245,7 @@ def _child_main(item: pytest.Item, ends: Ends, redirect: bool, warning_filters: 
 
 
 _backtraced = False  # whether this process turned a tvm-ffi error into a Python exception
+_modules: frozenset[str] = frozenset()  # the modules the fork server had when it forked
 
 
 def _encode(config: pytest.Config, report: pytest.TestReport) -> dict[str, Any]:

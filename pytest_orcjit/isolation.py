@@ -58,7 +58,7 @@ def run_forked(
     warm: Callable[[], object] | None = None,
     key: Hashable = None,
     fallback: Callable[[], object] | None = None,
-) -> bool:
+) -> dict[str, Any]:
     """Run ``item``'s setup, call and teardown in a forked child; log its reports here.
 
     ``timeout`` is in seconds (``None``: wait forever). ``generation`` changes
@@ -69,8 +69,8 @@ def run_forked(
     :mod:`pytest_orcjit.forkserver`); ``key`` names what ``warm`` prepares
     (the item's library), and items of one key share a server; ``fallback``
     replaces ``warm``, without a key, once preparing it killed a server. Returns
-    whether the child symbolized a C++ backtrace (see
-    :mod:`pytest_orcjit.forkserver`). Never raises for what
+    the child's last message (``protocol``: whether it symbolized a C++
+    backtrace, which modules it imported; empty if it ended early). Never raises for what
     happens in the child, except that ``pytest.exit()`` and KeyboardInterrupt
     there end the session here too; so does Ctrl-C here, once the child showed
     where it was and its test failed with that.
@@ -118,7 +118,7 @@ def run_forked(
             }
         )
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return bool(end.get("backtraced"))
+    return end
 
 
 def shutdown(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ imported inside the hooks and fixtures that need the JIT.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import shlex
@@ -35,6 +36,7 @@ from . import (
     crash_reports,
     error_sources,
     kernel_libraries,
+    learned_imports,
     pytest_internals,
     sanitize,
     settings,
@@ -153,7 +155,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         fd, name = tempfile.mkstemp(prefix="pytest-orcjit-stats-")
         os.close(fd)
         state.children_stats = Path(name)
-    backtraced = isolation.run_forked(
+    end = isolation.run_forked(
         item,
         nextitem,
         resolved.timeout,
@@ -163,10 +165,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         key,
         fallback,
     )
-    if backtraced:  # so that later children find the symbolizer built
+    if end.get("backtraced"):  # so that later children find the symbolizer built
         with contextlib.suppress(Exception):
             prepare_fork(item.config)
+    if end.get("imported") and state.settings.learn_imports:
+        _learn_imports(item.config, end["imported"])
     return True
+
+
+def _learn_imports(config: pytest.Config, imported: learned_imports.Imported) -> None:
+    """Import what a forked test imported, for later tests' children (``learned_imports``)."""
+    state = config.stash[STATE]
+    names, threaded = learned_imports.learn(imported)
+    if names:
+        state.generation += 1  # the next forked test starts a server that has them
+    if threaded:
+        state.settings = dataclasses.replace(state.settings, learn_imports=False)
+        message = learned_imports.MSG_THREADS.format(names=", ".join(names))
+        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
 
 
 def _prepare_children(

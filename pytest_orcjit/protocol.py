@@ -16,7 +16,7 @@ Channels (``Ends`` holds the server's ends):
   child -> the pytest process): the child's ``PID``, then messages, each a
   ``HEADER`` (its length) and a pickled dict: ``{"report": data, "extra":
   bool}`` for each report logged, then the last one, ``{"warnings": [...],
-  "backtraced": bool}`` with ``"exit": (msg, returncode)`` or
+  "backtraced": bool, "imported": [(name, file), ...]}`` with ``"exit": (msg, returncode)`` or
   ``"interrupted": True`` where the test ended the session.
 * done (pipe, child -> pytest process): a byte once the last message is written.
 * stderr (pipe, child -> pytest process): the child's fd 2, when pytest does not capture it.

@@ -39,6 +39,8 @@ class State:
 
     settings: SessionSettings
     builder: Builder | None = None
+    cxx_command: tuple[str, ...] | None = None
+    """The C++ compiler of --orcjit-libs searches (``compile_step.cxx_command``), once picked."""
     outcomes: dict[Unit, Outcome] = field(default_factory=dict)
     session: ExecutionSession | None = None
     fork_prepared: bool = False

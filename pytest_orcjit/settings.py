@@ -9,6 +9,7 @@ bad value came from, are in :mod:`pytest_orcjit.validators`.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,7 +82,11 @@ HELP_PERF_MAP = (
 )
 HELP_PRELINK = (
     "the fork server links each set of objects and runs their static constructors once; forked "
-    "tests take a copy-on-write copy (marker own_load=True opts a test out; default: off)"
+    "tests take a copy-on-write copy (default: on; marker own_load=True opts a test out)"
+)
+HELP_LEARN_IMPORTS = (
+    "modules a forked test imports are imported into the pytest process after it, so later "
+    "tests' children start with them imported (default: on)"
 )
 PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
 """Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
@@ -143,6 +148,7 @@ OPTIONS = (
     ("cuda_device", HELP_CUDA_DEVICE, "string"),
     ("perf_map", HELP_PERF_MAP, "bool"),
     ("prelink", HELP_PRELINK, "bool"),
+    ("learn_imports", HELP_LEARN_IMPORTS, "bool"),
     ("sanitize", sanitize.HELP_SANITIZE, "string"),
 )
 
@@ -157,8 +163,8 @@ def addoptions(parser: pytest.Parser) -> None:
             group.addoption(flag, dest=f"orcjit_{name}", nargs="+", action="extend",
                             metavar=metavar, help=text)  # fmt: skip
         elif ini_type == "bool":
-            group.addoption(flag, dest=f"orcjit_{name}", action="store_true", default=None,
-                            help=text)  # fmt: skip
+            group.addoption(flag, dest=f"orcjit_{name}", action=argparse.BooleanOptionalAction,
+                            default=None, help=text)  # fmt: skip
         elif name in CHOICES:
             group.addoption(flag, dest=f"orcjit_{name}", choices=CHOICES[name], help=text)
         else:
@@ -195,6 +201,7 @@ class SessionSettings:
     cuda_device: int
     perf_map: bool
     prelink: bool
+    learn_imports: bool
     sanitize: tuple[str, ...]
     """The sanitizers kernels are compiled with (``pytest_orcjit.sanitize``)."""
 
@@ -269,7 +276,8 @@ def _session_settings(config: pytest.Config) -> SessionSettings:
         cuda_archs=parse_cuda_archs(pick(config, "cuda_arch")),
         cuda_device=parse_cuda_device(pick(config, "cuda_device")),
         perf_map=bool(pick(config, "perf_map").value),
-        prelink=bool(pick(config, "prelink").value),
+        prelink=pick(config, "prelink").value is not False,
+        learn_imports=pick(config, "learn_imports").value is not False,
         sanitize=sanitize.parse(pick(config, "sanitize")),
     )
 

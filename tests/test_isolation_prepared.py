@@ -62,7 +62,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
     project = make_project(pytester, monkeypatch)
     project.write("kernels/ops.cc", KERNEL.replace("WHICH", "1"))
     project.write("kernels/other.cc", KERNEL.replace("WHICH", "2"))
-    project.ini("orcjit_sources = kernels/ops.cc", "orcjit_prelink = true", isolation="fork")
+    project.ini("orcjit_sources = kernels/ops.cc", isolation="fork")  # prelinked: the default
     return project
 
 
@@ -116,23 +116,28 @@ def test_missing(orcjit_lib):
     result.stdout.fnmatch_lines(["*library 'test_names.py::test_missing' has no function*"])
 
 
+@pytest.mark.parametrize(
+    ("marker", "args"),
+    [("@pytest.mark.orcjit(own_load=True)", ()), ("", ("--no-orcjit-prelink",))],
+    ids=["marker", "option"],
+)
 def test_own_load_constructs_the_library_in_the_test(
-    project: Project, monkeypatch: pytest.MonkeyPatch
+    project: Project, monkeypatch: pytest.MonkeyPatch, marker: str, args: tuple[str, ...]
 ) -> None:
     project.write(
         "test_own.py",
         LOG_TEST
-        + """
+        + f"""
 import pytest
 
-@pytest.mark.orcjit(own_load=True)
+{marker}
 @pytest.mark.parametrize("n", range(2))
 def test_own(orcjit_lib, n):
     log("test")
     assert orcjit_lib.bump_global() == 42
 """,
     )
-    result, events = run_logging_events(project.pytester, monkeypatch)
+    result, events = run_logging_events(project.pytester, monkeypatch, *args)
     result.assert_outcomes(passed=2)
     tests = events_of(events, "test")
     assert events_of(events, "construct") == tests

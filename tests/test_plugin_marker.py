@@ -110,6 +110,7 @@ def run_forked(item, nextitem, timeout, generation, warning_filters, *warm_key_f
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     runtestprotocol(item, nextitem=nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return {}
 
 fake = types.ModuleType("pytest_orcjit.isolation")
 fake.run_forked = run_forked

@@ -1,0 +1,114 @@
+"""Learned imports: a module a forked test imports is imported once into the pytest process,
+so that later tests' children start with it imported (pytest_orcjit.learned_imports).
+
+Every test runs pytest in a subprocess (``runpytest_subprocess``): forking inside an
+in-process pytester would fork the outer run too.
+"""
+
+from __future__ import annotations
+
+import pytest
+from isolation_helpers import LOG_EVENT, make_tests, run_logging_events, wide_terminal  # noqa: F401
+
+from pytest_orcjit.learned_imports import MSG_THREADS
+
+LOGS_ITS_IMPORT = 'import conftest\nconftest.log("import {name}")\n'
+
+
+@pytest.fixture(autouse=True)
+def conftest(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(LOG_EVENT + 'log("conftest")\n')
+    for name in ("lazy", "later"):
+        pytester.makepyfile(**{name: LOGS_ITS_IMPORT.format(name=name)})
+
+
+def pids(events: list[list[str]], name: str) -> list[str]:
+    return [pid for event, pid in events if event == name]
+
+
+IMPORTING_TESTS = """
+import conftest
+
+@pytest.mark.parametrize("n", range(3))
+def test_imports(n):
+    conftest.log("test")
+    import lazy
+"""
+
+
+def test_a_module_forked_tests_import_is_imported_once_into_the_pytest_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tests(pytester, IMPORTING_TESTS)
+    result, events = run_logging_events(pytester, monkeypatch, "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    tests, (pytest_process,) = pids(events, "test"), pids(events, "conftest")
+    assert len(set(tests)) == 3 and pytest_process not in tests
+    # The first test's child imports it, then the pytest process; the other tests find it.
+    assert pids(events, "import lazy") == [tests[0], pytest_process]
+
+
+def test_learning_imports_can_be_turned_off(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tests(pytester, IMPORTING_TESTS)
+    result, events = run_logging_events(
+        pytester, monkeypatch, "-p", "no:randomly", "-o", "orcjit_learn_imports=false"
+    )
+    result.assert_outcomes(passed=3)
+    assert pids(events, "import lazy") == pids(events, "test")
+
+
+def test_a_module_the_pytest_process_finds_elsewhere_is_left_to_each_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found through a folder only the tests put on sys.path: from the pytest process the
+    # name is not found there, and importing it anyway could import another module.
+    pytester.mkdir("hidden")
+    pytester.path.joinpath("hidden", "lazy.py").write_text(LOGS_ITS_IMPORT.format(name="hidden"))
+    make_tests(
+        pytester,
+        """
+        import sys
+        from pathlib import Path
+        import conftest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_imports(n):
+            conftest.log("test")
+            sys.path.insert(0, str(Path(__file__).parent / "hidden"))
+            import lazy
+        """,
+    )
+    result, events = run_logging_events(pytester, monkeypatch, "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert pids(events, "import hidden") == pids(events, "test")
+    assert pids(events, "import lazy") == []
+
+
+def test_an_import_that_starts_a_thread_stops_learning_with_a_warning(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        threaded=LOGS_ITS_IMPORT.format(name="threaded")
+        + "import threading, time\n"
+        + "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+    )
+    make_tests(
+        pytester,
+        """
+        import conftest
+
+        def test_threaded():
+            import threaded
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_later(n):
+            conftest.log("test")
+            import later
+        """,
+    )
+    result, events = run_logging_events(pytester, monkeypatch, "-p", "no:randomly")
+    result.assert_outcomes(passed=3, warnings=1)
+    result.stdout.fnmatch_lines(["*" + MSG_THREADS.format(names="threaded")[:120] + "*"])
+    assert pids(events, "import later") == pids(events, "test")
