@@ -12,6 +12,11 @@ them after its first test. Off with ``orcjit_learn_imports = false``.
 Importing into the pytest process must not start a thread there (every
 later fork would copy a process with threads): once a learned import did,
 learning stops and a warning names the modules.
+
+What a run learned is remembered in pytest's cache (``remember``), with
+whether a forked test built tvm-ffi's backtrace symbolizer: the next run
+does both before its first fork (``remembered``), rather than once in a
+child and again here.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterable
+from typing import Any
+
+import pytest
 
 MSG_THREADS = (
     "orcjit: importing {names} into the pytest process (modules forked tests imported, for "
@@ -30,6 +38,7 @@ MSG_THREADS = (
 
 Imported = list[tuple[str, str]]
 """(module name, the file it was loaded from) of each module a child imported."""
+CACHE_KEY = "orcjit/learned"
 
 
 def snapshot() -> frozenset[str]:
@@ -78,3 +87,25 @@ def _threads() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 1
+
+
+def remembered(config: pytest.Config) -> tuple[bool, Imported]:
+    """What the last run remembered: whether it built the symbolizer, the modules it learned."""
+    cache = getattr(config, "cache", None)
+    found: Any = cache.get(CACHE_KEY, None) if cache is not None else None
+    if not isinstance(found, dict):
+        return False, []
+    entries = found.get("imports")
+    imported = [
+        (entry[0], entry[1])
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
+    ]
+    return found.get("backtraced") is True, imported
+
+
+def remember(config: pytest.Config, backtraced: bool, imported: Imported) -> None:
+    """Remember this run's ``remembered`` for the next (without pytest's cache: nothing)."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache.set(CACHE_KEY, {"backtraced": backtraced, "imports": [list(p) for p in imported]})

@@ -150,6 +150,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     fallback = _prepare_libraries(item, then=plain) if key is not None else None
     from . import isolation
 
+    if not state.forked:
+        _recall_learned(item.config)
     state.forked = True
     if state.children_stats is None:
         fd, name = tempfile.mkstemp(prefix="pytest-orcjit-stats-")
@@ -173,12 +175,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
+def _recall_learned(config: pytest.Config) -> None:
+    """Before the run's first fork, do what the last run's forked tests taught it to."""
+    backtraced, imported = learned_imports.remembered(config)
+    if backtraced:
+        with contextlib.suppress(Exception):
+            prepare_fork(config)
+    if imported and config.stash[STATE].settings.learn_imports:
+        _learn_imports(config, imported)
+
+
 def _learn_imports(config: pytest.Config, imported: learned_imports.Imported) -> None:
     """Import what a forked test imported, for later tests' children (``learned_imports``)."""
     state = config.stash[STATE]
     names, threaded = learned_imports.learn(imported)
     if names:
         state.generation += 1  # the next forked test starts a server that has them
+    if names and not threaded:
+        state.learned += [(name, origin) for name, origin in imported if name in names]
     if threaded:
         state.settings = dataclasses.replace(state.settings, learn_imports=False)
         message = learned_imports.MSG_THREADS.format(names=", ".join(names))
@@ -389,6 +403,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from . import isolation
 
         isolation.shutdown(config)
+        learned_imports.remember(config, state.fork_prepared, state.learned)
     if state is not None and state.session is not None:
         state.session.close()
         state.session = None

@@ -62,6 +62,8 @@ class State:
     """The source of every object compiled in this run, which errors name (error_sources)."""
     libraries: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
     """The shared libraries (name, compiler) found in the pytest process, which children inherit."""
+    learned: list[tuple[str, str]] = field(default_factory=list)
+    """The modules forked tests imported that the pytest process imported too (learned_imports)."""
     prepared: Prepared | None = None
     """In a fork server and its children: the library it linked, until a child's test takes it."""
 

@@ -112,3 +112,19 @@ def test_an_import_that_starts_a_thread_stops_learning_with_a_warning(
     result.assert_outcomes(passed=3, warnings=1)
     result.stdout.fnmatch_lines(["*" + MSG_THREADS.format(names="threaded")[:120] + "*"])
     assert pids(events, "import later") == pids(events, "test")
+
+
+def test_the_next_run_imports_what_this_one_learned_before_its_first_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tests(pytester, IMPORTING_TESTS)
+    log = pytester.path / "events.log"
+    monkeypatch.setenv("EVENT_LOG", str(log))
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+    log.unlink()
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=3)
+    events = [line.rsplit(maxsplit=1) for line in log.read_text().splitlines()]
+    (pytest_process,) = pids(events, "conftest")
+    assert pids(events, "import lazy") == [pytest_process]
+    names = [event for event, _ in events]
+    assert names.index("import lazy") < names.index("test")
