@@ -123,6 +123,30 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
 }
 
 /// Gives a prepared graph's .eh_frame its name back.
+/// The default passes LLVM's ELF x86-64 link adds, as the first plugin finds them: before
+/// pruning, three .eh_frame passes, ORC's mark-live pass and ORC's pass that claims weak
+/// definitions; after pruning, the GOT and stub builder.
+constexpr size_t kMarkLivePass = 3;
+constexpr size_t kPrePrunePasses = 5;
+constexpr size_t kPostPrunePasses = 1;
+
+/// For a copy of a prepared graph: drops the default passes whose work was done when the graph
+/// was prepared. Marking the symbols ORC is responsible for live: every symbol the prepared graph
+/// kept is live (dead-stripping removed the others) and its copy is too. Building GOT entries and
+/// stubs: the prepared graph has them, and its edges point to them. Both passes walk every symbol
+/// or edge of the graph only to find nothing to do. Where the passes are not those this LLVM adds
+/// (another target, another version), they are left as they are.
+void DropPreparedPasses(const LinkGraph& graph, llvm::jitlink::PassConfiguration& config) {
+  const llvm::Triple& triple = graph.getTargetTriple();
+  if (triple.getArch() != llvm::Triple::x86_64 || !triple.isOSBinFormatELF()) return;
+  if (config.PrePrunePasses.size() != kPrePrunePasses ||
+      config.PostPrunePasses.size() != kPostPrunePasses) {
+    return;
+  }
+  config.PrePrunePasses.erase(config.PrePrunePasses.begin() + kMarkLivePass);
+  config.PostPrunePasses.clear();
+}
+
 llvm::Error RestoreEHFrame(LinkGraph& graph) {
 #if ORCJIT_COPY_LINK_GRAPHS
   auto* prepared = graph.findSectionByName(kPreparedEHFrame);
@@ -288,6 +312,7 @@ void GraphPreparationPlugin::modifyPassConfig(llvm::orc::MaterializationResponsi
                                               llvm::jitlink::PassConfiguration& config) {
   // Before the pre-prune passes of the plugins after this one, which may look for .eh_frame.
   if (g.findSectionByName(kPreparedEHFrame) != nullptr) {
+    DropPreparedPasses(g, config);
     config.PrePrunePasses.push_back(RestoreEHFrame);
     return;
   }
