@@ -10,8 +10,10 @@ server is a snapshot with them imported, as an in-process run would hold
 them after its first test. Off with ``orcjit_learn_imports = false``.
 
 Importing into the pytest process must not start a thread there (every
-later fork would copy a process with threads): once a learned import did,
-learning stops and a warning names the modules.
+later fork would copy a process with threads, and initialising CUDA starts
+some): each batch is imported first in a throwaway child, and a module whose
+import started a thread there is not imported here; learning stops, and a
+warning names it.
 
 What a run learned is remembered in pytest's cache (``remember``), with
 whether a forked test built tvm-ffi's backtrace symbolizer: the next run
@@ -23,17 +25,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 MSG_THREADS = (
-    "orcjit: importing {names} into the pytest process (modules forked tests imported, for "
-    "later tests to find imported) started a thread; forked tests now start from a process with "
-    "threads. Set orcjit_learn_imports = false in the ini file if forked tests hang"
+    "orcjit: importing {name} starts a thread, so the pytest process does not import it for "
+    "later forked tests (learned imports), and learns no more imports in this run: each forked "
+    "test imports it, and those after it, itself"
 )
 
 Imported = list[tuple[str, str]]
@@ -57,28 +61,76 @@ def imported_since(before: frozenset[str]) -> Imported:
     return found
 
 
-def learn(imported: Iterable[tuple[str, str]]) -> tuple[list[str], bool]:
-    """Import here each of ``imported`` found at the same file: the names imported, and
-    whether importing them started a thread.
+def learn(imported: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Import here each of ``imported`` found at the same file, unless importing it starts a thread.
 
-    A module found elsewhere, or not at all, from here (a test's own
-    ``sys.path``, a module of pytester's temporary directory), or whose
-    import raises, is left for each child to import itself.
+    Returns the names imported, and those not imported because importing
+    them started a thread (tried first in a throwaway child of this process,
+    so that this one never runs such an import: the first such module, and
+    the ones after it, are left). A module found elsewhere, or not at all,
+    from here (a test's own ``sys.path``, a module of pytester's temporary
+    directory), or whose import raises, is left for each child to import
+    itself.
     """
-    threads = _threads()
-    done = []
-    for name, origin in imported:
-        if name in sys.modules:
-            continue
+    wanted = [(name, origin) for name, origin in imported if name not in sys.modules]
+    if not wanted:
+        return [], []
+    safe, threaded = _try_in_child(wanted)
+    done = [name for name, origin in wanted if name in safe and _import(name, origin)]
+    return done, threaded
+
+
+def _try_in_child(wanted: Imported) -> tuple[set[str], list[str]]:
+    """Import ``wanted`` in a forked child: the names it imported before one started a thread,
+    and the names from that one on (nothing at all if the child died)."""
+    read_end, write_end = os.pipe()
+    pid = _fork()
+    if pid == 0:  # the child: report, never return
         try:
-            spec = importlib.util.find_spec(name)
-            if spec is None or spec.origin != origin:
-                continue
-            importlib.import_module(name)
-        except Exception:  # each child meets it again, as its own
-            continue
-        done.append(name)
-    return done, bool(done) and _threads() > threads
+            os.close(read_end)
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 1)
+                os.dup2(null.fileno(), 2)
+            threads, safe, rest = _threads(), [], []
+            for index, (name, origin) in enumerate(wanted):
+                if _import(name, origin) and _threads() > threads:
+                    rest = [name for name, _ in wanted[index:]]
+                    break
+                safe.append(name)
+            os.write(write_end, json.dumps([safe, rest]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    try:
+        safe, rest = json.loads(data)
+    except ValueError:
+        return set(), []
+    return set(safe), list(rest)
+
+
+def _import(name: str, origin: str) -> bool:
+    """Import ``name`` if it is found at ``origin``; whether it is imported."""
+    try:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin != origin:
+            return False
+        importlib.import_module(name)
+    except Exception:  # each child meets it again, as its own
+        return False
+    return True
+
+
+def _fork() -> int:
+    """``os.fork()``, without Python 3.12's warning about pytest-xdist's I/O thread.
+
+    The child runs no thread but its own, and only imports.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+        return os.fork()
 
 
 def _threads() -> int:

@@ -191,11 +191,10 @@ def _learn_imports(config: pytest.Config, imported: learned_imports.Imported) ->
     names, threaded = learned_imports.learn(imported)
     if names:
         state.generation += 1  # the next forked test starts a server that has them
-    if names and not threaded:
         state.learned += [(name, origin) for name, origin in imported if name in names]
     if threaded:
         state.settings = dataclasses.replace(state.settings, learn_imports=False)
-        message = learned_imports.MSG_THREADS.format(names=", ".join(names))
+        message = learned_imports.MSG_THREADS.format(name=threaded[0])
         warnings.warn(pytest.PytestWarning(message), stacklevel=1)
 
 
