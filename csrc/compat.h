@@ -66,6 +66,15 @@ inline std::string symbolName(const llvm::jitlink::Symbol& sym) {
 #endif
 }
 
+/// The same name, without a copy: valid while the graph holding `sym` lives.
+inline llvm::StringRef symbolNameRef(const llvm::jitlink::Symbol& sym) {
+#if LLVM_VERSION_MAJOR >= 20
+  return sym.hasName() ? *sym.getName() : llvm::StringRef();
+#else
+  return sym.getName();
+#endif
+}
+
 /// A LinkGraph symbol's name in the session's string pool. Since LLVM 20 graphs intern their names
 /// in that pool; before, they hold plain strings, which are interned here.
 inline llvm::orc::SymbolStringPtr internedName(llvm::orc::ExecutionSession& es,

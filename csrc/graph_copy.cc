@@ -49,6 +49,24 @@ bool MayBeNamed(llvm::StringRef name) {
   return llvm::all_of(name, [](char c) { return llvm::isAlnum(c) || c == '_'; });
 }
 
+/// The section a prepared copy puts the blocks of section `name` into: the one section of its kind
+/// for the per-function and per-variable sections of -ffunction-sections and -fdata-sections, and
+/// of the inline functions and variables every C++ object defines (at -O0, most of its sections);
+/// `name` itself for any other. Every pass of every later link walks the sections, so fewer of
+/// them make each link cheaper; JITLink lays out blocks by memory protection, whatever their
+/// section. Only objects without debug information are merged: debug registration finds each
+/// section's address by its name (debug_registration.h).
+llvm::StringRef MergedSectionName(llvm::StringRef name) {
+  for (llvm::StringRef kind : {".text", ".rodata", ".data.rel.ro", ".data", ".bss"}) {
+    if (name.size() > kind.size() + 1 && name.starts_with(kind) && name[kind.size()] == '.') {
+      // .data.rel.ro.x is not a .data section
+      if (kind == ".data" && name.starts_with(".data.rel.ro.")) continue;
+      return kind;
+    }
+  }
+  return name;
+}
+
 /// A copy of `graph`. A prepared copy (`object_bytes` given: the bytes of the graph's object file,
 /// which outlive the copy) owns its section names and the contents that are not in those bytes
 /// (the graph it copies is being linked, and what that allocated goes away with it), and renames
@@ -84,17 +102,28 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
         &copy->addAbsoluteSymbol(symbol->getName(), symbol->getAddress(), symbol->getSize(),
                                  symbol->getLinkage(), symbol->getScope(), symbol->isLive());
   }
+  const bool merge = prepare && graph.findSectionByName(".debug_info") == nullptr;
   for (auto& section : graph.sections()) {
     llvm::StringRef name = section.getName();
     if (prepare && section.empty() && !MayBeNamed(name)) continue;
-    if (prepare) {
+    if (merge) name = MergedSectionName(name);
+    auto* merged = merge ? copy->findSectionByName(name) : nullptr;
+    if (merged != nullptr && (merged->getMemProt() != section.getMemProt() ||
+                              merged->getMemLifetime() != section.getMemLifetime())) {
+      name = section.getName();  // unlike the others of its kind: kept apart
+      merged = nullptr;
+    }
+    if (prepare && merged == nullptr) {
       auto owned = copy->allocateContent(
           llvm::Twine(name == kEHFrame ? llvm::StringRef(kPreparedEHFrame) : name));
       name = llvm::StringRef(owned.data(), owned.size());
     }
-    auto& section_copy = copy->createSection(name, section.getMemProt());
-    section_copy.setOrdinal(section.getOrdinal());
-    section_copy.setMemLifetime(section.getMemLifetime());
+    auto& section_copy =
+        merged != nullptr ? *merged : copy->createSection(name, section.getMemProt());
+    if (merged == nullptr) {
+      section_copy.setOrdinal(section.getOrdinal());
+      section_copy.setMemLifetime(section.getMemLifetime());
+    }
     for (Block* block : section.blocks()) {
       if (block->isZeroFill()) {
         blocks[block] =

@@ -3,6 +3,7 @@
 #include "init_fini.h"
 
 #include <llvm/ADT/DenseMap.h>
+#include <llvm/ADT/SmallPtrSet.h>
 #include <llvm/ADT/StringRef.h>
 
 #include <algorithm>
@@ -122,10 +123,17 @@ FunctionStarts FindTableTargets(LinkGraph& graph) {
     }
   }
   if (targets.empty()) return targets;
-  for (auto* symbol : graph.defined_symbols()) {
-    if (!symbol->isCallable()) continue;
-    auto it = targets.find({&symbol->getBlock(), symbol->getOffset()});
-    if (it != targets.end() && it->second == nullptr) it->second = symbol;
+  // Only the sections of the targets can hold their symbols: walk those (in the graph's order, as
+  // defined_symbols() would), not every symbol of the graph.
+  llvm::SmallPtrSet<const llvm::jitlink::Section*, 4> target_sections;
+  for (const auto& [where, symbol] : targets) target_sections.insert(&where.first->getSection());
+  for (auto& section : graph.sections()) {
+    if (!target_sections.contains(&section)) continue;
+    for (auto* symbol : section.symbols()) {
+      if (!symbol->isCallable()) continue;
+      auto it = targets.find({&symbol->getBlock(), symbol->getOffset()});
+      if (it != targets.end() && it->second == nullptr) it->second = symbol;
+    }
   }
   return targets;
 }

@@ -48,7 +48,7 @@ std::mutex g_mutex;  // held by writers (link and close), never by lookups
 struct Function {
   uint64_t start;
   uint64_t end;
-  std::string name;
+  llvm::StringRef name;  // in the graph's symbol, which outlives the table's making
 };
 
 /// The named functions of `graph`'s executable sections, sorted; a symbol without a size extends
@@ -80,7 +80,7 @@ std::vector<Function> CollectFunctions(llvm::jitlink::LinkGraph& graph) {
           }
         }
       }
-      if (end > start) functions.push_back({start, end, compat::symbolName(*symbols[i])});
+      if (end > start) functions.push_back({start, end, compat::symbolNameRef(*symbols[i])});
     }
   }
   llvm::sort(functions, [](const Function& a, const Function& b) { return a.start < b.start; });
