@@ -17,8 +17,11 @@
 // that links the same object, with the same weak definitions taken from earlier objects, links a
 // copy of that prepared graph: the passes that already ran find nothing left to do. The prepared
 // graph leaves out the sections that dead-stripping emptied (at -O0, the hundreds of inline
-// functions an earlier object of the library defines) and keeps a flat plan of its copies, so that
-// a copy costs one pass over its blocks, symbols and edges. The prepared
+// functions an earlier object of the library defines), merges the per-function and per-variable
+// sections of an object without debug information into one section of each kind, and keeps a flat
+// plan of its copies, so that a copy costs one pass over its blocks, symbols and edges. A copy
+// skips the passes whose work the prepared graph holds done (marking symbols live, building GOT
+// entries and stubs). The prepared
 // graph names its .eh_frame section otherwise, so that JITLink's .eh_frame passes, which would
 // parse every record again, skip it; a pre-prune pass of the plugin gives the section its name
 // back before anything else looks at it.
