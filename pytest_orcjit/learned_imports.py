@@ -5,7 +5,9 @@ child imports is lost with the child: ``np.random``, which numpy loads on
 first use, cost every test of a suite using ``np.random.default_rng`` 7 ms
 of its own. So each child reports the modules it added to ``sys.modules``
 (``imported_since``, with the file each came from); the pytest process
-imports those it can find at the same file (``learn``), and the next fork
+imports those it can find at the same file (``learn``), unless that file is
+the project's own (under the rootdir: a test may count on importing its
+helpers afresh), and the next fork
 server is a snapshot with them imported, as an in-process run would hold
 them after its first test. Off with ``orcjit_learn_imports = false``.
 
@@ -30,6 +32,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,8 +64,9 @@ def imported_since(before: frozenset[str]) -> Imported:
     return found
 
 
-def learn(imported: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    """Import here each of ``imported`` found at the same file, unless importing it starts a thread.
+def learn(imported: Iterable[tuple[str, str]], root: Path) -> tuple[list[str], list[str]]:
+    """Import here each of ``imported`` found at the same file outside ``root``, unless importing
+    it starts a thread.
 
     Returns the names imported, and those not imported because importing
     them started a thread (tried first in a throwaway child of this process,
@@ -72,7 +76,12 @@ def learn(imported: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     directory), or whose import raises, is left for each child to import
     itself.
     """
-    wanted = [(name, origin) for name, origin in imported if name not in sys.modules]
+    root = root.resolve()
+    wanted = [
+        (name, origin)
+        for name, origin in imported
+        if name not in sys.modules and not Path(origin).resolve().is_relative_to(root)
+    ]
     if not wanted:
         return [], []
     safe, threaded = _try_in_child(wanted)

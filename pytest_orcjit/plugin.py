@@ -188,7 +188,7 @@ def _recall_learned(config: pytest.Config) -> None:
 def _learn_imports(config: pytest.Config, imported: learned_imports.Imported) -> None:
     """Import what a forked test imported, for later tests' children (``learned_imports``)."""
     state = config.stash[STATE]
-    names, threaded = learned_imports.learn(imported)
+    names, threaded = learned_imports.learn(imported, config.rootpath)
     if names:
         state.generation += 1  # the next forked test starts a server that has them
         state.learned += [(name, origin) for name, origin in imported if name in names]

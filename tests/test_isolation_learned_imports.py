@@ -1,11 +1,16 @@
-"""Learned imports: a module a forked test imports is imported once into the pytest process,
-so that later tests' children start with it imported (pytest_orcjit.learned_imports).
+"""Learned imports: a module from outside the rootdir that a forked test imports is imported
+once into the pytest process, so that later tests' children start with it imported
+(pytest_orcjit.learned_imports). The modules tests import here live in a folder on PYTHONPATH,
+outside the rootdir, as installed packages do.
 
 Every test runs pytest in a subprocess (``runpytest_subprocess``): forking inside an
 in-process pytester would fork the outer run too.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from isolation_helpers import LOG_EVENT, make_tests, run_logging_events, wide_terminal  # noqa: F401
@@ -16,10 +21,18 @@ LOGS_ITS_IMPORT = 'import conftest\nconftest.log("import {name}")\n'
 
 
 @pytest.fixture(autouse=True)
-def conftest(pytester: pytest.Pytester) -> None:
+def site(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A folder on PYTHONPATH, outside the rootdir, holding modules that log their import."""
     pytester.makeconftest(LOG_EVENT + 'log("conftest")\n')
+    site = tmp_path_factory.mktemp("site")
     for name in ("lazy", "later"):
-        pytester.makepyfile(**{name: LOGS_ITS_IMPORT.format(name=name)})
+        (site / f"{name}.py").write_text(LOGS_ITS_IMPORT.format(name=name))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    return site
 
 
 def pids(events: list[list[str]], name: str) -> list[str]:
@@ -62,24 +75,36 @@ def test_learning_imports_can_be_turned_off(
     assert pids(events, "import lazy") == pids(events, "test")
 
 
-def test_a_module_the_pytest_process_finds_elsewhere_is_left_to_each_test(
+def test_a_module_of_the_project_is_left_to_each_test(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Under the rootdir: a test may count on importing its project's modules afresh.
+    pytester.makepyfile(own=LOGS_ITS_IMPORT.format(name="own"))
+    make_tests(pytester, IMPORTING_TESTS.replace("import lazy", "import own"))
+    result, events = run_logging_events(pytester, monkeypatch, "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert pids(events, "import own") == pids(events, "test")
+
+
+def test_a_module_the_pytest_process_finds_elsewhere_is_left_to_each_test(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     # Found through a folder only the tests put on sys.path: from the pytest process the
-    # name is not found there, and importing it anyway could import another module.
-    pytester.mkdir("hidden")
-    pytester.path.joinpath("hidden", "lazy.py").write_text(LOGS_ITS_IMPORT.format(name="hidden"))
+    # name is found in another folder, and importing it there would import another module.
+    hidden = tmp_path_factory.mktemp("hidden")
+    (hidden / "lazy.py").write_text(LOGS_ITS_IMPORT.format(name="hidden"))
     make_tests(
         pytester,
-        """
+        f"""
         import sys
-        from pathlib import Path
         import conftest
 
         @pytest.mark.parametrize("n", range(3))
         def test_imports(n):
             conftest.log("test")
-            sys.path.insert(0, str(Path(__file__).parent / "hidden"))
+            sys.path.insert(0, {str(hidden)!r})
             import lazy
         """,
     )
@@ -90,10 +115,10 @@ def test_a_module_the_pytest_process_finds_elsewhere_is_left_to_each_test(
 
 
 def test_a_module_whose_import_starts_a_thread_is_left_out_and_learning_stops(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, site: Path
 ) -> None:
-    pytester.makepyfile(
-        threaded=LOGS_ITS_IMPORT.format(name="threaded")
+    (site / "threaded.py").write_text(
+        LOGS_ITS_IMPORT.format(name="threaded")
         + "import threading, time\n"
         + "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
     )
