@@ -7,9 +7,9 @@ of its own. So each child reports the modules it added to ``sys.modules``
 (``imported_since``, with the file each came from); the pytest process
 imports those it can find at the same file (``learn``), unless that file is
 the project's own (under the rootdir: a test may count on importing its
-helpers afresh), and the next fork
-server is a snapshot with them imported, as an in-process run would hold
-them after its first test. Off with ``orcjit_learn_imports = false``.
+helpers afresh), and the next fork server is a snapshot with them imported,
+as an in-process run would hold them after its first test. Off with
+``orcjit_learn_imports = false``.
 
 Importing into the pytest process must not start a thread there (every
 later fork would copy a process with threads, and initialising CUDA starts
