@@ -35,6 +35,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from common import BARE_ROUND_TRIP
+
 KERNEL = r"""
 #include <tvm/ffi/c_api.h>
 
@@ -58,23 +60,15 @@ def test_add_one(orcjit_lib, n):
     assert orcjit_lib.add_one(n) == n + 1
 """
 
-CONFTEST = """
+CONFTEST = (
+    """
 import json, os, resource, time
 import pytest
 
 ROUND_TRIPS = 300
-
-
-def bare_round_trip():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(w, b"x")
-        os._exit(0)
-    os.close(w)
-    os.read(r, 1)
-    os.waitpid(pid, 0)
-    os.close(r)
+"""
+    + BARE_ROUND_TRIP
+    + """
 
 
 def usage(who):  # minor page faults, and CPU seconds (user + system), of who so far
@@ -130,6 +124,7 @@ def pytest_unconfigure(config):
     with open(os.environ["BENCH_RESULT"], "w") as f:
         json.dump(RESULT, f)
 """
+)
 
 
 def make_project(root: Path, tests: int, busy_ms: float = 0.0) -> None:

@@ -40,7 +40,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, Row, include_flags, print_table
+from common import BARE_ROUND_TRIP, ROOT, Row, include_flags, print_table
 
 EXAMPLE = ROOT / "example_project"
 TESTS = (
@@ -52,24 +52,16 @@ TESTS = (
 )
 FLAGS = ("-std=c++20", "-fPIC", "-O0")  # the plugin's defaults (compiler.py, settings.py)
 
-CONFTEST = """
+CONFTEST = (
+    """
 import json, os, resource, time
 import pytest
 
 ROUND_TRIPS = 200
 RESULT = {}
-
-
-def bare_round_trip():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(w, b"x")
-        os._exit(0)
-    os.close(w)
-    os.read(r, 1)
-    os.waitpid(pid, 0)
-    os.close(r)
+"""
+    + BARE_ROUND_TRIP
+    + """
 
 
 def cpu(who):
@@ -118,6 +110,7 @@ if os.environ.get("BENCH_SO"):
 
         return tvm_ffi.load_module(os.environ["BENCH_SO"])
 """
+)
 
 
 def make_suite(root: Path) -> None:

@@ -24,6 +24,21 @@ KERNELS = ROOT / "tests" / "kernels"
 CXX = "clang++-22"
 CXX_FLAGS = ("-std=c++20", "-fPIC", "-O2")
 
+BARE_ROUND_TRIP = """
+def bare_round_trip():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"x")
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    os.waitpid(pid, 0)
+    os.close(r)
+"""
+"""Conftest code (it needs ``os``): ``bare_round_trip()``, the reference of the isolation
+figures: a bare fork + pipe + waitpid, the child writing one byte and leaving at once."""
+
 LIBRARY_SOURCES = ("math_ops.cc", "static_init.cc", "string_ops.cc", "tensor_ops.cc")
 """The four objects of the benchmark library: TVM-FFI exports, static constructors, strings,
 tensors."""
