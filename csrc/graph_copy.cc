@@ -151,10 +151,10 @@ std::unique_ptr<LinkGraph> Copy(LinkGraph& graph, std::optional<llvm::StringRef>
 #endif
 }
 
-/// Gives a prepared graph's .eh_frame its name back.
-/// The default passes LLVM's ELF x86-64 link adds, as the first plugin finds them: before
+/// The default passes LLVM 22's ELF x86-64 link adds, as the first plugin finds them: before
 /// pruning, three .eh_frame passes, ORC's mark-live pass and ORC's pass that claims weak
-/// definitions; after pruning, the GOT and stub builder.
+/// definitions; after pruning, the GOT and stub builder. Another LLVM may order them otherwise.
+constexpr bool kKnownPassLayout = LLVM_VERSION_MAJOR == 22;
 constexpr size_t kMarkLivePass = 3;
 constexpr size_t kPrePrunePasses = 5;
 constexpr size_t kPostPrunePasses = 1;
@@ -167,7 +167,9 @@ constexpr size_t kPostPrunePasses = 1;
 /// (another target, another version), they are left as they are.
 void DropPreparedPasses(const LinkGraph& graph, llvm::jitlink::PassConfiguration& config) {
   const llvm::Triple& triple = graph.getTargetTriple();
-  if (triple.getArch() != llvm::Triple::x86_64 || !triple.isOSBinFormatELF()) return;
+  if (!kKnownPassLayout || triple.getArch() != llvm::Triple::x86_64 || !triple.isOSBinFormatELF()) {
+    return;
+  }
   if (config.PrePrunePasses.size() != kPrePrunePasses ||
       config.PostPrunePasses.size() != kPostPrunePasses) {
     return;
@@ -176,6 +178,7 @@ void DropPreparedPasses(const LinkGraph& graph, llvm::jitlink::PassConfiguration
   config.PostPrunePasses.clear();
 }
 
+/// Gives a prepared graph's .eh_frame its name back.
 llvm::Error RestoreEHFrame(LinkGraph& graph) {
 #if ORCJIT_COPY_LINK_GRAPHS
   auto* prepared = graph.findSectionByName(kPreparedEHFrame);
