@@ -75,3 +75,22 @@ def test_rewritten_object_is_prepared_again(
         assert module.test_implementation() == 2
         with pytest.raises(AttributeError, match="item_sum"):
             module.item_sum  # noqa: B018
+
+
+@pytest.mark.parametrize("debug", [(), ("-g",)], ids=["merged", "-g, kept apart"])
+def test_per_function_and_per_variable_sections(
+    session: ExecutionSession, kernels, toolchain, debug: tuple[str, ...]
+) -> None:
+    """An object with a section per function and per variable: a prepared copy merges them into
+    one section of each kind (not with -g), and every load still sees its own fresh data, its
+    constants, its vtable and its constructor run once."""
+    cxx, opt = toolchain
+    path = kernels.object(
+        "split_sections.cc", opt, "-ffunction-sections", "-fdata-sections", *debug, compiler=cxx
+    )
+    for _ in range(LOADS):
+        module = session.load_module([path])
+        assert module.constructed() == 1
+        assert [module.bump(), module.bump()] == [41, 43]
+        assert [module.entry(i) for i in range(5)] == [3, 5, 7, 11, 3]
+        assert module.sides() == 4
