@@ -85,8 +85,8 @@ HELP_PRELINK = (
     "tests take a copy-on-write copy (default: on; marker own_load=True opts a test out)"
 )
 HELP_LEARN_IMPORTS = (
-    "modules a forked test imports are imported into the pytest process after it, so later "
-    "tests' children start with them imported (default: on)"
+    "modules from outside the rootdir that a forked test imports are imported into the pytest "
+    "process after it, so later tests' children start with them imported (default: on)"
 )
 PERF_MAP_ENV = "PYTEST_ORCJIT_PERF_MAP"
 """Set to 1 before a session is created, the native core writes a perf map (docs/debuggers.md)."""
